@@ -1,0 +1,82 @@
+//! The model families: `Rnn`, `Lstm`, `Gru` (one recurrent stack, PyTorch's layout and names) and
+//! the nanoGPT-style `Gpt`, plus the per-timestep state-gradient taps.
+
+mod cells;
+mod gpt;
+pub mod init;
+mod recurrent;
+mod taps;
+
+pub use cells::Nonlinearity;
+pub use gpt::{Gpt, GptConfig, GptOutput};
+pub use init::{InitScheme, Initializer};
+pub use recurrent::{
+    zero_state, CellKind, ForwardOptions, Recurrent, RecurrentConfig, RecurrentOutput, RecurrentState,
+};
+pub use taps::{frobenius_per_step, LayerTap, StateGrads, StateTaps, TapSource};
+
+use candle_core::{bail, DType, Device, Result, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+
+/// Inserts freshly initialised tensors into `varmap` as `Var`s named `{prefix}.{name}` and returns
+/// a `VarBuilder` rooted at `prefix`, from which a model constructor reads them back.
+pub fn register<'a>(
+    varmap: &'a VarMap,
+    prefix: &str,
+    tensors: Vec<(String, Tensor)>,
+    device: &Device,
+) -> Result<VarBuilder<'a>> {
+    {
+        let mut data = varmap.data().lock().expect("varmap lock poisoned");
+        for (name, tensor) in tensors {
+            let full = if prefix.is_empty() { name } else { format!("{prefix}.{name}") };
+            data.insert(full, Var::from_tensor(&tensor)?);
+        }
+    }
+    let vb = VarBuilder::from_varmap(varmap, DType::F32, device);
+    Ok(if prefix.is_empty() { vb } else { vb.pp(prefix) })
+}
+
+macro_rules! recurrent_family {
+    ($(#[$doc:meta])* $name:ident, $check:pat, $what:literal) => {
+        $(#[$doc])*
+        pub struct $name(Recurrent);
+
+        impl $name {
+            /// Builds the stack from parameters in `vb` (PyTorch names); `config.cell` must match.
+            pub fn new(config: &RecurrentConfig, vb: VarBuilder) -> Result<Self> {
+                if !matches!(config.cell, $check) {
+                    bail!("{} needs a {} config, got cell '{}'", stringify!($name), $what, config.cell);
+                }
+                Ok(Self(Recurrent::new(config, vb)?))
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = Recurrent;
+            fn deref(&self) -> &Recurrent {
+                &self.0
+            }
+        }
+
+        impl candle_core::Module for $name {
+            /// (B, T, I) -> (B, T, H) with a zero initial state, inference mode.
+            fn forward(&self, x: &Tensor) -> Result<Tensor> {
+                candle_core::Module::forward(&self.0, x)
+            }
+        }
+    };
+}
+
+recurrent_family!(
+    /// Elman RNN, `torch.nn.RNN(batch_first=True)`: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh).
+    Rnn, CellKind::Rnn(_), "rnn_*"
+);
+recurrent_family!(
+    /// LSTM, `torch.nn.LSTM(batch_first=True)`, gate blocks i, f, g, o.
+    Lstm, CellKind::Lstm, "lstm"
+);
+recurrent_family!(
+    /// GRU, `torch.nn.GRU(batch_first=True)`, gate blocks r, z, n.
+    Gru, CellKind::Gru, "gru"
+);

@@ -1,0 +1,442 @@
+//! The recurrent stack shared by `Rnn`, `Lstm` and `Gru`: configuration, PyTorch-named
+//! parameters, the time loop, inter-layer dropout and the per-timestep state-gradient taps.
+//!
+//! The cell equations live in `rnn.rs`, `lstm.rs` and `gru.rs`; this file only drives them.
+
+use super::cells::{gru_step, lstm_step, rnn_step, Nonlinearity};
+use super::init::{InitScheme, Initializer};
+use super::taps::{LayerTap, StateTaps};
+use crate::util::{dropout, unbind};
+use candle_core::{bail, DType, Device, Module, Result, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+/// Which recurrent cell a stack uses. Written as the fixtures' `kind` strings:
+/// `rnn_tanh`, `rnn_relu`, `rnn_sigmoid`, `rnn_linear`, `lstm`, `gru`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum CellKind {
+    Rnn(Nonlinearity),
+    Lstm,
+    Gru,
+}
+
+impl CellKind {
+    /// Gate blocks stacked in the rows of `weight_ih`/`weight_hh` (PyTorch's G).
+    pub fn gates(self) -> usize {
+        match self {
+            CellKind::Rnn(_) => 1,
+            CellKind::Lstm => 4,
+            CellKind::Gru => 3,
+        }
+    }
+
+    pub fn has_cell_state(self) -> bool {
+        matches!(self, CellKind::Lstm)
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            CellKind::Rnn(act) => format!("rnn_{}", act.name()),
+            CellKind::Lstm => "lstm".into(),
+            CellKind::Gru => "gru".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for CellKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl std::str::FromStr for CellKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "lstm" => Ok(CellKind::Lstm),
+            "gru" => Ok(CellKind::Gru),
+            "rnn" => Ok(CellKind::Rnn(Nonlinearity::Tanh)),
+            other => match other.strip_prefix("rnn_").map(str::parse::<Nonlinearity>) {
+                Some(Ok(act)) => Ok(CellKind::Rnn(act)),
+                _ => Err(format!(
+                    "unknown cell '{s}': expected rnn, rnn_tanh, rnn_relu, rnn_sigmoid, rnn_linear, lstm or gru"
+                )),
+            },
+        }
+    }
+}
+
+impl TryFrom<String> for CellKind {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<CellKind> for String {
+    fn from(c: CellKind) -> String {
+        c.name()
+    }
+}
+
+/// Everything needed to build a recurrent stack (burn style: a config with defaults plus `init`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecurrentConfig {
+    pub cell: CellKind,
+    pub input_size: usize,
+    pub hidden_size: usize,
+    #[serde(default = "one")]
+    pub num_layers: usize,
+    /// Dropout on the outputs of every layer but the last, in training only (PyTorch semantics).
+    #[serde(default)]
+    pub dropout: f64,
+    #[serde(default)]
+    pub init: InitScheme,
+    /// Overrides the scheme's gain (identity/orthogonal scale, Xavier/He gain).
+    #[serde(default)]
+    pub init_gain: Option<f64>,
+    /// LSTM only: the forget-gate bias (set in `bias_ih`; the forget block of `bias_hh` is 0).
+    #[serde(default)]
+    pub forget_bias: Option<f64>,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl RecurrentConfig {
+    pub fn new(cell: CellKind, input_size: usize, hidden_size: usize) -> Self {
+        Self {
+            cell,
+            input_size,
+            hidden_size,
+            num_layers: 1,
+            dropout: 0.0,
+            init: InitScheme::Pytorch,
+            init_gain: None,
+            forget_bias: None,
+        }
+    }
+    pub fn rnn(nonlinearity: Nonlinearity, input_size: usize, hidden_size: usize) -> Self {
+        Self::new(CellKind::Rnn(nonlinearity), input_size, hidden_size)
+    }
+    pub fn lstm(input_size: usize, hidden_size: usize) -> Self {
+        Self::new(CellKind::Lstm, input_size, hidden_size)
+    }
+    pub fn gru(input_size: usize, hidden_size: usize) -> Self {
+        Self::new(CellKind::Gru, input_size, hidden_size)
+    }
+    pub fn with_layers(mut self, num_layers: usize) -> Self {
+        self.num_layers = num_layers;
+        self
+    }
+    pub fn with_dropout(mut self, dropout: f64) -> Self {
+        self.dropout = dropout;
+        self
+    }
+    pub fn with_init(mut self, init: InitScheme, gain: Option<f64>) -> Self {
+        self.init = init;
+        self.init_gain = gain;
+        self
+    }
+    pub fn with_forget_bias(mut self, bias: f64) -> Self {
+        self.forget_bias = Some(bias);
+        self
+    }
+
+    /// Checks sizes and ranges; every model constructor calls it.
+    pub fn validate(&self) -> Result<()> {
+        if self.input_size == 0 || self.hidden_size == 0 || self.num_layers == 0 {
+            bail!(
+                "input_size, hidden_size and num_layers must be ≥ 1 (got {}, {}, {})",
+                self.input_size,
+                self.hidden_size,
+                self.num_layers
+            );
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            bail!("dropout must be in [0, 1), got {}", self.dropout);
+        }
+        if self.forget_bias.is_some() && self.cell != CellKind::Lstm {
+            bail!("forget_bias applies to lstm only, not {}", self.cell);
+        }
+        Ok(())
+    }
+
+    fn layer_input_size(&self, layer: usize) -> usize {
+        if layer == 0 {
+            self.input_size
+        } else {
+            self.hidden_size
+        }
+    }
+
+    /// Seeded initial parameters under PyTorch's `state_dict` names, in layer order.
+    pub fn init_tensors(&self, seed: u64, device: &Device) -> Result<Vec<(String, Tensor)>> {
+        self.validate()?;
+        let (h, g) = (self.hidden_size, self.cell.gates());
+        let gain = self.init_gain.unwrap_or(self.init.default_gain());
+        let mut rng = Initializer::new(seed);
+        let mut out = Vec::with_capacity(4 * self.num_layers);
+        for k in 0..self.num_layers {
+            let n_in = self.layer_input_size(k);
+            // One (H, n) block per gate: fan-in/out and orthogonality are per gate, as in Keras.
+            let block = |rng: &mut Initializer, n: usize, recurrent: bool| -> Vec<f32> {
+                match self.init {
+                    InitScheme::Pytorch => rng.uniform(h * n, 1.0 / (h as f64).sqrt()),
+                    InitScheme::Xavier => rng.xavier(h, n, gain),
+                    InitScheme::He => rng.he(h, n, gain),
+                    InitScheme::Orthogonal if recurrent => rng.orthogonal(h, n, gain),
+                    InitScheme::Orthogonal => rng.xavier(h, n, 1.0),
+                    InitScheme::Identity if recurrent => Initializer::identity(h, gain),
+                    InitScheme::Identity => rng.normal(h * n, 1e-3),
+                }
+            };
+            let w_ih: Vec<f32> = (0..g).flat_map(|_| block(&mut rng, n_in, false)).collect();
+            let w_hh: Vec<f32> = (0..g).flat_map(|_| block(&mut rng, h, true)).collect();
+            let (mut b_ih, b_hh) = match self.init {
+                InitScheme::Pytorch => {
+                    let bound = 1.0 / (h as f64).sqrt();
+                    (rng.uniform(g * h, bound), rng.uniform(g * h, bound))
+                }
+                _ => (vec![0f32; g * h], vec![0f32; g * h]),
+            };
+            let mut b_hh = b_hh;
+            if let Some(fb) = self.forget_bias {
+                // Gate order i, f, g, o: the forget block is rows H..2H.
+                b_ih[h..2 * h].iter_mut().for_each(|v| *v = fb as f32);
+                b_hh[h..2 * h].iter_mut().for_each(|v| *v = 0.0);
+            }
+            out.push((format!("weight_ih_l{k}"), Tensor::from_vec(w_ih, (g * h, n_in), device)?));
+            out.push((format!("weight_hh_l{k}"), Tensor::from_vec(w_hh, (g * h, h), device)?));
+            out.push((format!("bias_ih_l{k}"), Tensor::from_vec(b_ih, g * h, device)?));
+            out.push((format!("bias_hh_l{k}"), Tensor::from_vec(b_hh, g * h, device)?));
+        }
+        Ok(out)
+    }
+
+    /// Fresh seeded parameters registered in `varmap` under `prefix`, and the stack built on them.
+    pub fn init(&self, varmap: &VarMap, prefix: &str, seed: u64, device: &Device) -> Result<Recurrent> {
+        let vb = super::register(varmap, prefix, self.init_tensors(seed, device)?, device)?;
+        Recurrent::new(self, vb)
+    }
+}
+
+/// The final state of every layer.
+#[derive(Clone, Debug)]
+pub struct RecurrentState {
+    /// (L, B, H)
+    pub h: Tensor,
+    /// (L, B, H), LSTM only.
+    pub c: Option<Tensor>,
+}
+
+impl RecurrentState {
+    /// Cuts the autograd history (truncated BPTT across batches).
+    pub fn detach(&self) -> RecurrentState {
+        RecurrentState { h: self.h.detach(), c: self.c.as_ref().map(Tensor::detach) }
+    }
+}
+
+/// What a forward pass returns.
+pub struct RecurrentOutput {
+    /// The last layer's hidden state at every step: (B, T, H).
+    pub output: Tensor,
+    /// Every layer's state after the last step.
+    pub state: RecurrentState,
+    /// Present when [`ForwardOptions::record_state_grads`] was set: read ∂L/∂h_t after backward.
+    pub taps: Option<StateTaps>,
+}
+
+/// Per-call switches. `Default` is inference: no dropout, no taps.
+#[derive(Clone, Debug, Default)]
+pub struct ForwardOptions {
+    /// Training mode: inter-layer dropout is active.
+    pub train: bool,
+    /// Seed of this call's dropout masks (change it every step).
+    pub dropout_seed: u64,
+    /// Tap every layer's h_t (and c_t) so ∂L/∂h_t can be read after `backward()`.
+    pub record_state_grads: bool,
+}
+
+struct LayerWeights {
+    /// (G·H, I_k)ᵀ = (I_k, G·H): a transposed view, so the GEMM reads PyTorch's layout directly.
+    w_ih_t: Tensor,
+    /// (H, G·H)
+    w_hh_t: Tensor,
+    /// (G·H,)
+    b_ih: Tensor,
+    /// (G·H,)
+    b_hh: Tensor,
+}
+
+/// A stack of recurrent layers with PyTorch's equations, gate order and parameter names.
+pub struct Recurrent {
+    config: RecurrentConfig,
+    layers: Vec<LayerWeights>,
+}
+
+impl Recurrent {
+    /// Reads `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}` from `vb`.
+    pub fn new(config: &RecurrentConfig, vb: VarBuilder) -> Result<Self> {
+        config.validate()?;
+        let gh = config.cell.gates() * config.hidden_size;
+        let layers = (0..config.num_layers)
+            .map(|k| {
+                let n_in = config.layer_input_size(k);
+                Ok(LayerWeights {
+                    w_ih_t: vb.get((gh, n_in), &format!("weight_ih_l{k}"))?.t()?,
+                    w_hh_t: vb.get((gh, config.hidden_size), &format!("weight_hh_l{k}"))?.t()?,
+                    b_ih: vb.get(gh, &format!("bias_ih_l{k}"))?,
+                    b_hh: vb.get(gh, &format!("bias_hh_l{k}"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { config: config.clone(), layers })
+    }
+
+    pub fn config(&self) -> &RecurrentConfig {
+        &self.config
+    }
+
+    /// Inference forward: `x` is (B, T, I), `state` optionally holds h0 (and c0), each (L, B, H).
+    pub fn forward_seq(&self, x: &Tensor, state: Option<&RecurrentState>) -> Result<RecurrentOutput> {
+        self.forward_with(x, state, &ForwardOptions::default())
+    }
+
+    /// Forward pass with explicit training/dropout/tap switches.
+    pub fn forward_with(
+        &self,
+        x: &Tensor,
+        state: Option<&RecurrentState>,
+        opts: &ForwardOptions,
+    ) -> Result<RecurrentOutput> {
+        let cfg = &self.config;
+        let (b, t, i) = x.dims3()?;
+        if i != cfg.input_size {
+            bail!("input has {i} features per step, the model expects {}", cfg.input_size);
+        }
+        if t == 0 {
+            bail!("the input sequence is empty (T = 0)");
+        }
+        let (l, h) = (cfg.num_layers, cfg.hidden_size);
+        let zeros = || Tensor::zeros((l, b, h), x.dtype(), x.device());
+        let h0 = match state {
+            Some(s) => s.h.clone(),
+            None => zeros()?,
+        };
+        let c0 = match (cfg.cell, state.and_then(|s| s.c.clone())) {
+            (CellKind::Lstm, Some(c)) => Some(c),
+            (CellKind::Lstm, None) => Some(zeros()?),
+            _ => None,
+        };
+        for s in [Some(&h0), c0.as_ref()].into_iter().flatten() {
+            if s.dims() != [l, b, h] {
+                bail!("initial state has shape {:?}, expected (L, B, H) = ({l}, {b}, {h})", s.dims());
+            }
+        }
+        let h0s = unbind(&h0, 0)?;
+        let c0s = c0.as_ref().map(|c| unbind(c, 0)).transpose()?;
+
+        let mut layer_input = x.clone();
+        let mut h_final = Vec::with_capacity(l);
+        let mut c_final = Vec::with_capacity(l);
+        let mut taps = Vec::with_capacity(l);
+        for (k, w) in self.layers.iter().enumerate() {
+            let tap = if opts.record_state_grads {
+                Some(LayerTap::zeros(cfg.cell.has_cell_state(), (b, t, h), x.dtype(), x.device())?)
+            } else {
+                None
+            };
+            let (out, h_n, c_n) = self.run_layer(
+                w,
+                &layer_input,
+                &h0s[k],
+                c0s.as_ref().map(|c| &c[k]),
+                tap.as_ref(),
+            )?; // (B, T, H)
+            h_final.push(h_n);
+            c_final.extend(c_n);
+            taps.extend(tap);
+            layer_input = if k + 1 < l && opts.train && cfg.dropout > 0.0 {
+                dropout(&out, cfg.dropout, opts.dropout_seed.wrapping_add(k as u64))?
+            } else {
+                out
+            };
+        }
+        Ok(RecurrentOutput {
+            output: layer_input,
+            state: RecurrentState {
+                h: Tensor::stack(&h_final, 0)?,
+                c: if c_final.is_empty() { None } else { Some(Tensor::stack(&c_final, 0)?) },
+            },
+            taps: opts.record_state_grads.then(|| StateTaps::new(taps)),
+        })
+    }
+
+    /// One layer over the whole sequence; returns (outputs (B, T, H), h_{T-1}, c_{T-1}).
+    fn run_layer(
+        &self,
+        w: &LayerWeights,
+        input: &Tensor,
+        h0: &Tensor,
+        c0: Option<&Tensor>,
+        tap: Option<&LayerTap>,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        let cell = self.config.cell;
+        let (b, t, n_in) = input.dims3()?;
+        let gh = cell.gates() * self.config.hidden_size;
+        // The input projection of all steps is one large GEMM. For RNN/LSTM both biases fold in;
+        // GRU keeps b_hh apart because b_hn sits inside the reset-gate product.
+        let bias = match cell {
+            CellKind::Gru => w.b_ih.clone(),
+            _ => (&w.b_ih + &w.b_hh)?,
+        };
+        let xw = input
+            .contiguous()?
+            .reshape((b * t, n_in))?
+            .matmul(&w.w_ih_t)?
+            .broadcast_add(&bias)?
+            .reshape((b, t, gh))?; // (B, T, G·H)
+        let xw = unbind(&xw, 1)?; // T × (B, G·H)
+        let tap_h = tap.map(|tp| unbind(tp.h_tensor(), 1)).transpose()?;
+        let tap_c = tap.and_then(|tp| tp.c_tensor()).map(|c| unbind(c, 1)).transpose()?;
+
+        let mut h = h0.clone();
+        let mut c = c0.cloned();
+        let mut hs = Vec::with_capacity(t);
+        for (step, xw_t) in xw.iter().enumerate() {
+            let c_tap = tap_c.as_ref().map(|v| &v[step]);
+            let (h_new, c_new) = match cell {
+                CellKind::Rnn(act) => (rnn_step(act, xw_t, &h, &w.w_hh_t)?, None),
+                CellKind::Lstm => {
+                    let c_prev = c.as_ref().expect("lstm carries a cell state");
+                    let (h_new, c_new) = lstm_step(xw_t, &h, c_prev, &w.w_hh_t, c_tap)?;
+                    (h_new, Some(c_new))
+                }
+                CellKind::Gru => (gru_step(xw_t, &h, &w.w_hh_t, &w.b_hh)?, None),
+            };
+            h = match &tap_h {
+                Some(taps) => (h_new + &taps[step])?,
+                None => h_new,
+            };
+            c = c_new;
+            hs.push(h.clone());
+        }
+        Ok((Tensor::stack(&hs, 1)?, h, c))
+    }
+}
+
+impl Module for Recurrent {
+    /// (B, T, I) -> (B, T, H), zero initial state, inference mode.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_seq(x, None)?.output)
+    }
+}
+
+/// A zero state of the right shape for `cfg` and batch `b`.
+pub fn zero_state(cfg: &RecurrentConfig, b: usize, dtype: DType, device: &Device) -> Result<RecurrentState> {
+    let z = Tensor::zeros((cfg.num_layers, b, cfg.hidden_size), dtype, device)?;
+    Ok(RecurrentState { c: cfg.cell.has_cell_state().then(|| z.clone()), h: z })
+}

@@ -1,0 +1,95 @@
+//! Tensor helpers shared by the models.
+
+use candle_core::{Result, Tensor};
+
+/// Splits `x` along `dim` into its `x.dim(dim)` slices, each with `dim` removed.
+///
+/// candle's backward of `narrow` materialises a zero tensor the size of the *whole* argument for
+/// every slice, so slicing T steps one by one costs O(T²) in the backward pass. Splitting in halves
+/// recursively makes each level of the tree cost O(size), O(size · log T) in all.
+pub fn unbind(x: &Tensor, dim: usize) -> Result<Vec<Tensor>> {
+    fn split(x: &Tensor, dim: usize, out: &mut Vec<Tensor>) -> Result<()> {
+        let len = x.dim(dim)?;
+        if len == 1 {
+            out.push(x.squeeze(dim)?);
+            return Ok(());
+        }
+        let half = len / 2;
+        split(&x.narrow(dim, 0, half)?, dim, out)?;
+        split(&x.narrow(dim, half, len - half)?, dim, out)
+    }
+    let mut out = Vec::with_capacity(x.dim(dim)?);
+    if x.dim(dim)? > 0 {
+        split(x, dim, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Inverted dropout (`x · mask / (1 - p)`) with the mask drawn from a generator seeded by `seed`,
+/// so a training step is reproducible and a resumed run draws the same masks.
+pub fn dropout(x: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+    if p <= 0.0 {
+        return Ok(x.clone());
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let keep = 1.0 - p;
+    let scale = (1.0 / keep) as f32;
+    let mask: Vec<f32> =
+        (0..x.elem_count()).map(|_| if rng.random::<f64>() < keep { scale } else { 0.0 }).collect();
+    let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+    x.mul(&mask)
+}
+
+/// Stack size for threads that build or walk long autograd graphs.
+///
+/// candle walks the graph recursively in `backward()` (and dropping a long chain of tensors
+/// recurses too); a sequence of T steps makes a graph ~20·T deep, which overflows the default 8 MiB
+/// main-thread stack near T ≈ 7,000.
+pub const DEEP_GRAPH_STACK_BYTES: usize = 1 << 30;
+
+/// Runs `f` on a thread with [`DEEP_GRAPH_STACK_BYTES`] of stack and returns its result.
+///
+/// The stack is virtual memory: only the pages a deep recursion touches are ever committed.
+pub fn with_deep_stack<R: Send, F: FnOnce() -> R + Send>(f: F) -> R {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("gradscope-deep-graph".into())
+            .stack_size(DEEP_GRAPH_STACK_BYTES)
+            .spawn_scoped(scope, f)
+            .expect("could not spawn a thread for a deep autograd graph")
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn unbind_matches_index_and_backprops() -> Result<()> {
+        let x = Var::from_tensor(&Tensor::arange(0f32, 30., &Device::Cpu)?.reshape((2, 5, 3))?)?;
+        let parts = unbind(x.as_tensor(), 1)?;
+        assert_eq!(parts.len(), 5);
+        for (t, part) in parts.iter().enumerate() {
+            assert_eq!(part.dims(), &[2, 3]);
+            let want = x.as_tensor().narrow(1, t, 1)?.squeeze(1)?;
+            assert_eq!(part.to_vec2::<f32>()?, want.to_vec2::<f32>()?);
+        }
+        // d/dx of sum_t (t+1) * x_t is (t+1) at every element of slice t.
+        let mut loss = parts[0].sum_all()?;
+        for (t, part) in parts.iter().enumerate().skip(1) {
+            loss = (loss + (part.sum_all()? * (t + 1) as f64)?)?;
+        }
+        let grad = loss.backward()?.get(x.as_tensor()).unwrap().clone();
+        let g = grad.to_vec3::<f32>()?;
+        for row in g.iter() {
+            for (t, v) in row.iter().enumerate() {
+                assert!(v.iter().all(|&e| e == (t + 1) as f32));
+            }
+        }
+        Ok(())
+    }
+}
