@@ -68,8 +68,9 @@ pub struct Loaded {
 /// Loads a safetensors file, with errors that say which file is missing, truncated or corrupt.
 pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let parsed = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| anyhow::anyhow!("{} is not a valid safetensors file (truncated or corrupt?): {e}", path.display()))?;
+    let parsed = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+        anyhow::anyhow!("{} is not a valid safetensors file (truncated or corrupt?): {e}", path.display())
+    })?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: unreadable safetensors header: {e}", path.display()))?;
     let metadata = meta.metadata().clone().unwrap_or_default().into_iter().collect();

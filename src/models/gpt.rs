@@ -40,7 +40,7 @@ impl GptConfig {
         if c.vocab_size == 0 || c.block_size == 0 || c.n_layer == 0 || c.n_head == 0 || c.n_embd == 0 {
             bail!("vocab_size, block_size, n_layer, n_head and n_embd must all be ≥ 1");
         }
-        if c.n_embd % c.n_head != 0 {
+        if !c.n_embd.is_multiple_of(c.n_head) {
             bail!("n_embd ({}) must be divisible by n_head ({})", c.n_embd, c.n_head);
         }
         if !(0.0..1.0).contains(&c.dropout) {

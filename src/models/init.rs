@@ -115,11 +115,11 @@ impl Initializer {
             // Modified Gram–Schmidt, applied twice ("twice is enough") for orthogonality to
             // working precision.
             for _ in 0..2 {
-                for i in 0..j {
-                    let dot: f64 = (0..m).map(|r| q[i][r] * q[j][r]).sum();
-                    for r in 0..m {
-                        q[j][r] -= dot * q[i][r];
-                    }
+                let (done, rest) = q.split_at_mut(j);
+                let col = &mut rest[0];
+                for prev in done.iter() {
+                    let dot: f64 = prev.iter().zip(col.iter()).map(|(a, b)| a * b).sum();
+                    col.iter_mut().zip(prev).for_each(|(v, p)| *v -= dot * p);
                 }
             }
             let norm = q[j].iter().map(|v| v * v).sum::<f64>().sqrt();

@@ -349,13 +349,8 @@ impl Recurrent {
             } else {
                 None
             };
-            let (out, h_n, c_n) = self.run_layer(
-                w,
-                &layer_input,
-                &h0s[k],
-                c0s.as_ref().map(|c| &c[k]),
-                tap.as_ref(),
-            )?; // (B, T, H)
+            let (out, h_n, c_n) =
+                self.run_layer(w, &layer_input, &h0s[k], c0s.as_ref().map(|c| &c[k]), tap.as_ref())?; // (B, T, H)
             h_final.push(h_n);
             c_final.extend(c_n);
             taps.extend(tap);

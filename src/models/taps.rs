@@ -40,7 +40,12 @@ pub struct LayerTap {
 }
 
 impl LayerTap {
-    pub(crate) fn zeros(with_c: bool, shape: (usize, usize, usize), dtype: DType, device: &Device) -> Result<Self> {
+    pub(crate) fn zeros(
+        with_c: bool,
+        shape: (usize, usize, usize),
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let var = || Var::zeros(shape, dtype, device).map(TapSource::Var);
         Ok(Self {
             h: var()?,
