@@ -11,6 +11,7 @@
 pub mod checkpoint;
 pub mod device;
 pub mod models;
+pub mod tasks;
 pub mod util;
 
 pub use candle_core as candle;

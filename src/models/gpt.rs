@@ -24,6 +24,10 @@ pub struct GptConfig {
     pub dropout: f64,
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
+    /// Rows of `lm_head`; `None` means `vocab_size` (a language model). Tasks whose answer
+    /// alphabet differs from the input vocabulary set it.
+    #[serde(default)]
+    pub output_size: Option<usize>,
 }
 
 fn default_eps() -> f64 {
@@ -32,7 +36,16 @@ fn default_eps() -> f64 {
 
 impl GptConfig {
     pub fn new(vocab_size: usize, block_size: usize, n_layer: usize, n_head: usize, n_embd: usize) -> Self {
-        Self { vocab_size, block_size, n_layer, n_head, n_embd, dropout: 0.0, layer_norm_eps: 1e-5 }
+        Self {
+            vocab_size,
+            block_size,
+            n_layer,
+            n_head,
+            n_embd,
+            dropout: 0.0,
+            layer_norm_eps: 1e-5,
+            output_size: None,
+        }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -46,7 +59,15 @@ impl GptConfig {
         if !(0.0..1.0).contains(&c.dropout) {
             bail!("dropout must be in [0, 1), got {}", c.dropout);
         }
+        if self.output_size == Some(0) {
+            bail!("output_size must be ≥ 1");
+        }
         Ok(())
+    }
+
+    /// Rows of `lm_head`.
+    pub fn outputs(&self) -> usize {
+        self.output_size.unwrap_or(self.vocab_size)
     }
 
     /// nanoGPT's initialisation, seeded: Linear and Embedding weights N(0, 0.02²), residual
@@ -70,7 +91,7 @@ impl GptConfig {
             normal(format!("h.{k}.mlp.c_fc.weight"), 4 * c, c, 0.02)?;
             normal(format!("h.{k}.mlp.c_proj.weight"), c, 4 * c, proj_std)?;
         }
-        normal("lm_head.weight".into(), v, c, 0.02)?;
+        normal("lm_head.weight".into(), self.outputs(), c, 0.02)?;
         let ones = |n: usize| Tensor::ones(n, DType::F32, device);
         let zeros = |n: usize| Tensor::zeros(n, DType::F32, device);
         for k in 0..self.n_layer {
@@ -217,7 +238,7 @@ impl Gpt {
             wpe: vb.get((p, c), "wpe.weight")?,
             blocks,
             ln_f: LayerNorm::new(c, config.layer_norm_eps, vb.pp("ln_f"))?,
-            lm_head: linear_no_bias(c, config.vocab_size, vb.pp("lm_head"))?,
+            lm_head: linear_no_bias(c, config.outputs(), vb.pp("lm_head"))?,
             causal_mask: Tensor::from_vec(mask, (p, p), vb.device())?,
         })
     }

@@ -5,6 +5,7 @@ mod cells;
 mod gpt;
 pub mod init;
 mod recurrent;
+mod seq;
 mod taps;
 
 pub use cells::Nonlinearity;
@@ -13,6 +14,7 @@ pub use init::{InitScheme, Initializer};
 pub use recurrent::{
     zero_state, CellKind, ForwardOptions, Recurrent, RecurrentConfig, RecurrentOutput, RecurrentState,
 };
+pub use seq::{parameter_count, Family, ModelInput, SeqModel, SeqModelConfig, SeqOutput};
 pub use taps::{frobenius_per_step, LayerTap, StateGrads, StateTaps, TapSource};
 
 use candle_core::{bail, DType, Device, Result, Tensor, Var};
