@@ -5,6 +5,7 @@
 //! - [`models`]: `Rnn`, `Lstm`, `Gru` (PyTorch layout and names) and a nanoGPT-style `Gpt`, plus the
 //!   per-timestep state-gradient taps ([`models::StateTaps`]).
 //! - [`checkpoint`]: atomic safetensors save/load with PyTorch `state_dict` names.
+//! - [`train`]: PyTorch's optimiser rules, gradient clipping and learning-rate schedules.
 //! - [`device`]: run-time device selection (`cpu`, `cuda`, `cuda:N`, `metal`).
 //! - [`util`]: tensor helpers shared by the models (time unbinding, deep-graph stack).
 
@@ -12,6 +13,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod models;
 pub mod tasks;
+pub mod train;
 pub mod util;
 
 pub use candle_core as candle;
