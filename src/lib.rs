@@ -9,9 +9,14 @@
 //! - [`device`]: run-time device selection (`cpu`, `cuda`, `cuda:N`, `metal`).
 //! - [`util`]: tensor helpers shared by the models (time unbinding, deep-graph stack).
 
+pub mod bench;
 pub mod checkpoint;
+pub mod cli;
 pub mod device;
+pub mod figures;
 pub mod models;
+pub mod plot;
+pub mod probe;
 pub mod tasks;
 pub mod train;
 pub mod util;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `gradscope` binary: a thin shell over the library's command line (see `gradscope::cli`).
+
+fn main() -> std::process::ExitCode {
+    gradscope::cli::main()
+}

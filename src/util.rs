@@ -93,3 +93,17 @@ mod tests {
         Ok(())
     }
 }
+
+/// serde helpers for floats that may be NaN or ±∞: JSON writes those as `null`, and these read
+/// `null` back as NaN instead of failing, so a diverged curve never makes a file unreadable.
+pub mod nullable {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+
+    pub fn vec_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        Ok(Vec::<Option<f64>>::deserialize(d)?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    }
+}

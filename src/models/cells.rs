@@ -58,6 +58,18 @@ pub(crate) fn rnn_step(act: Nonlinearity, xw_t: &Tensor, h: &Tensor, w_hh_t: &Te
     act.apply(&(xw_t + h.matmul(w_hh_t)?)?) // (B, H)
 }
 
+/// LSTM gate activations [i, f, g, o], each (B, H).
+pub(crate) fn lstm_gates(xw_t: &Tensor, h: &Tensor, w_hh_t: &Tensor) -> Result<[Tensor; 4]> {
+    let hid = h.dim(1)?;
+    let a = (xw_t + h.matmul(w_hh_t)?)?; // (B, 4H)
+    Ok([
+        sigmoid(&a.narrow(1, 0, hid)?)?,
+        sigmoid(&a.narrow(1, hid, hid)?)?,
+        a.narrow(1, 2 * hid, hid)?.tanh()?,
+        sigmoid(&a.narrow(1, 3 * hid, hid)?)?,
+    ])
+}
+
 /// LSTM step, gate blocks i, f, g, o. `c_tap` (a zero tensor) is added to c_t before h_t is formed,
 /// so its gradient is the total ∂L/∂c_t. Returns (h_t, c_t).
 pub(crate) fn lstm_step(
@@ -67,12 +79,7 @@ pub(crate) fn lstm_step(
     w_hh_t: &Tensor,
     c_tap: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
-    let hid = h.dim(1)?;
-    let a = (xw_t + h.matmul(w_hh_t)?)?; // (B, 4H)
-    let i = sigmoid(&a.narrow(1, 0, hid)?)?;
-    let f = sigmoid(&a.narrow(1, hid, hid)?)?;
-    let g = a.narrow(1, 2 * hid, hid)?.tanh()?;
-    let o = sigmoid(&a.narrow(1, 3 * hid, hid)?)?;
+    let [i, f, g, o] = lstm_gates(xw_t, h, w_hh_t)?;
     let mut c = ((f * c)? + (i * g)?)?; // (B, H)
     if let Some(tap) = c_tap {
         c = (c + tap)?;
@@ -81,15 +88,20 @@ pub(crate) fn lstm_step(
     Ok((h, c))
 }
 
-/// GRU step, gate blocks r, z, n, with b_hn inside the reset product:
-/// n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn)); h_t = (1 - z_t) n_t + z_t h_{t-1}.
-pub(crate) fn gru_step(xw_t: &Tensor, h: &Tensor, w_hh_t: &Tensor, b_hh: &Tensor) -> Result<Tensor> {
+/// GRU gate activations (r, z, n), each (B, H), with b_hn inside the reset product.
+pub(crate) fn gru_gates(xw_t: &Tensor, h: &Tensor, w_hh_t: &Tensor, b_hh: &Tensor) -> Result<[Tensor; 3]> {
     let hid = h.dim(1)?;
     let hw = h.matmul(w_hh_t)?.broadcast_add(b_hh)?; // (B, 3H)
     let rz = sigmoid(&(xw_t.narrow(1, 0, 2 * hid)? + hw.narrow(1, 0, 2 * hid)?)?)?; // (B, 2H)
     let r = rz.narrow(1, 0, hid)?;
-    let z = rz.narrow(1, hid, hid)?;
-    let n = (xw_t.narrow(1, 2 * hid, hid)? + (r * hw.narrow(1, 2 * hid, hid)?)?)?.tanh()?;
+    let n = (xw_t.narrow(1, 2 * hid, hid)? + (&r * hw.narrow(1, 2 * hid, hid)?)?)?.tanh()?;
+    Ok([r, rz.narrow(1, hid, hid)?, n])
+}
+
+/// GRU step, gate blocks r, z, n:
+/// n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn)); h_t = (1 - z_t) n_t + z_t h_{t-1}.
+pub(crate) fn gru_step(xw_t: &Tensor, h: &Tensor, w_hh_t: &Tensor, b_hh: &Tensor) -> Result<Tensor> {
+    let [_, z, n] = gru_gates(xw_t, h, w_hh_t, b_hh)?;
     // (1 - z) n + z h  ==  n + z (h - n)
     n.clone() + (z * (h - n)?)?
 }

@@ -207,7 +207,8 @@ impl Block {
 pub struct GptOutput {
     /// (B, T, V)
     pub logits: Tensor,
-    /// One tap per block on the residual stream after that block, each (B, T, C).
+    /// Taps on the residual stream, each (B, T, C): index 0 is the block input (token + position
+    /// embedding), index k the stream after block k.
     pub taps: Option<StateTaps>,
 }
 
@@ -265,13 +266,18 @@ impl Gpt {
         let mut x = mode.dropout(&x.broadcast_add(&self.wpe.narrow(0, 0, t)?)?, 0)?; // (B, T, C)
         let mask = self.causal_mask.narrow(0, 0, t)?.narrow(1, 0, t)?; // (T, T)
         let mut taps = Vec::new();
-        for (k, block) in self.blocks.iter().enumerate() {
-            x = block.forward(&x, &mask, mode, 1 + 3 * k as u64)?;
-            if opts.record_state_grads {
-                let tap = LayerTap::zeros(false, (b, t, c), x.dtype(), x.device())?;
-                x = (x + tap.h_tensor())?;
-                taps.push(tap);
+        let mut tap = |x: Tensor| -> Result<Tensor> {
+            if !opts.record_state_grads {
+                return Ok(x);
             }
+            let tap = LayerTap::zeros(false, (b, t, c), x.dtype(), x.device())?;
+            let x = (x + tap.h_tensor())?;
+            taps.push(tap);
+            Ok(x)
+        };
+        x = tap(x)?;
+        for (k, block) in self.blocks.iter().enumerate() {
+            x = tap(block.forward(&x, &mask, mode, 1 + 3 * k as u64)?)?;
         }
         let logits = self.lm_head.forward(&self.ln_f.forward(&x)?)?; // (B, T, V)
         Ok(GptOutput { logits, taps: opts.record_state_grads.then(|| StateTaps::new(taps)) })

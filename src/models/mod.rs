@@ -12,7 +12,8 @@ pub use cells::Nonlinearity;
 pub use gpt::{Gpt, GptConfig, GptOutput};
 pub use init::{InitScheme, Initializer};
 pub use recurrent::{
-    zero_state, CellKind, ForwardOptions, Recurrent, RecurrentConfig, RecurrentOutput, RecurrentState,
+    zero_state, CellKind, ForwardOptions, LayerSaturation, Recurrent, RecurrentConfig, RecurrentOutput,
+    RecurrentState, SATURATION_DERIVATIVE,
 };
 pub use seq::{parameter_count, Family, ModelInput, SeqModel, SeqModelConfig, SeqOutput};
 pub use taps::{frobenius_per_step, LayerTap, StateGrads, StateTaps, TapSource};

@@ -3,6 +3,10 @@
 //!
 //! The cell equations live in `rnn.rs`, `lstm.rs` and `gru.rs`; this file only drives them.
 
+mod saturation;
+
+pub use saturation::{LayerSaturation, SATURATION_DERIVATIVE};
+
 use super::cells::{gru_step, lstm_step, rnn_step, Nonlinearity};
 use super::init::{InitScheme, Initializer};
 use super::taps::{LayerTap, StateTaps};

@@ -149,7 +149,7 @@ impl SeqModelConfig {
         };
         // Sub-seeds keep the backbone's draw independent of the readout's size.
         let mut out = Vec::new();
-        let mut rng = Initializer::new(seed ^ 0x5EED_0F_4EAD);
+        let mut rng = Initializer::new(seed ^ 0x005E_ED0F_4EAD);
         if let Some(r) = self.recurrent() {
             out.extend(nest("rnn", r.init_tensors(seed, device)?));
             // torch.nn.Linear's default: weight and bias ~ U(±1/√fan_in).
@@ -229,6 +229,21 @@ impl SeqModel {
             Body::Recurrent { rnn, .. } => Some(rnn),
             Body::Gpt { .. } => None,
         }
+    }
+
+    /// Saturation statistics of the recurrent stack on `inputs` (None for the GPT).
+    pub fn saturation(&self, inputs: &Tensor) -> Result<Option<Vec<super::LayerSaturation>>> {
+        match &self.body {
+            Body::Recurrent { rnn, .. } => Ok(Some(rnn.saturation(&self.recurrent_input(inputs)?)?)),
+            Body::Gpt { .. } => Ok(None),
+        }
+    }
+
+    fn recurrent_input(&self, inputs: &Tensor) -> Result<Tensor> {
+        match self.config.input {
+            ModelInput::Tokens { vocab } => candle_nn::encoding::one_hot(inputs.clone(), vocab, 1f32, 0f32),
+            ModelInput::Real { .. } => Ok(inputs.clone()),
+        } // (B, T, I)
     }
 
     /// `inputs`: (B, T) u32 token ids or (B, T, F) f32 features. `state`: recurrent initial state.

@@ -83,6 +83,11 @@ impl Task for CopyTask {
         sequence_cross_entropy(outputs, &batch.targets)
     }
 
+    fn last_step_loss(&self, outputs: &Tensor, batch: &Batch) -> Result<Tensor> {
+        let n = self.total();
+        sequence_cross_entropy(&outputs.narrow(1, n - 1, 1)?, &batch.targets.narrow(1, n - 1, 1)?)
+    }
+
     fn metrics(&self, outputs: &Tensor, batch: &Batch) -> Result<Metrics> {
         let loss = self.loss(outputs, batch)?.to_scalar::<f32>()? as f64;
         let n = self.total();

@@ -69,6 +69,8 @@ pub trait Task: Send + Sync {
     fn batch(&self, batch: usize, rng: &mut StdRng, device: &Device) -> Result<Batch>;
     /// The differentiable training loss of outputs (B, T, O).
     fn loss(&self, outputs: &Tensor, batch: &Batch) -> Result<Tensor>;
+    /// The loss at the last step only (for gradient probes: one loss, one distance axis).
+    fn last_step_loss(&self, outputs: &Tensor, batch: &Batch) -> Result<Tensor>;
     /// Loss plus the task's metric, summed-friendly: computed per batch, averaged by the caller
     /// weighted by batch size.
     fn metrics(&self, outputs: &Tensor, batch: &Batch) -> Result<Metrics>;

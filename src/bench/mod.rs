@@ -1,0 +1,205 @@
+//! The benchmark suite: a grid of (task, T, model) training runs with a fixed budget each, and a
+//! report of which models learn dependencies across which distances.
+
+mod report;
+
+pub use report::{collect_results, findings, markdown_table, report_text, write_report, ResultRow};
+
+use crate::models::{Family, Nonlinearity};
+use crate::train::{train, RunOptions, TaskName, TrainConfig};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A grid: every task × length × model, each run with the same base settings and budget.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SuiteConfig {
+    pub name: String,
+    pub tasks: Vec<TaskName>,
+    /// Lengths T per task, keyed by task name (`adding = [50, 100]`).
+    pub adding_lengths: Vec<usize>,
+    pub copy_lengths: Vec<usize>,
+    pub models: Vec<Family>,
+    /// Settings shared by every run (hidden size, batch, lr, clip, steps, ...).
+    pub base: TrainConfig,
+    /// Wall-clock budget of one run; it stops early when solved.
+    pub max_seconds: f64,
+}
+
+impl Default for SuiteConfig {
+    fn default() -> Self {
+        suite("default").expect("the default suite exists")
+    }
+}
+
+/// The built-in suites: `quick` (a sub-minute smoke run), `default` (≤ 10 minutes on a 2-core
+/// CPU), `literature` (the lengths and sizes of the papers; hours).
+pub const SUITES: [&str; 3] = ["quick", "default", "literature"];
+
+pub fn suite(name: &str) -> Result<SuiteConfig> {
+    let base = |hidden: usize, steps: u64, eval_every: u64, eval_size: usize| TrainConfig {
+        hidden,
+        steps,
+        eval_every,
+        eval_size,
+        batch: 64,
+        lr: 1e-3,
+        clip: Some(1.0),
+        stop_when_solved: true,
+        ..TrainConfig::default()
+    };
+    let all = vec![Family::Rnn, Family::Lstm, Family::Gru, Family::Gpt];
+    Ok(match name {
+        "quick" => SuiteConfig {
+            name: name.into(),
+            tasks: vec![TaskName::Adding, TaskName::Copy],
+            adding_lengths: vec![10],
+            copy_lengths: vec![5],
+            models: all,
+            base: TrainConfig { batch: 16, ..base(16, 20, 10, 32) },
+            max_seconds: 5.0,
+        },
+        "default" => SuiteConfig {
+            name: name.into(),
+            tasks: vec![TaskName::Adding, TaskName::Copy],
+            adding_lengths: vec![20, 60],
+            copy_lengths: vec![10, 40],
+            models: all,
+            base: base(64, 3000, 50, 256),
+            max_seconds: 18.0,
+        },
+        "literature" => SuiteConfig {
+            name: name.into(),
+            tasks: vec![TaskName::Adding, TaskName::Copy],
+            adding_lengths: vec![100, 200, 400, 750, 1000],
+            copy_lengths: vec![100, 200, 300, 500, 1000],
+            models: all,
+            base: TrainConfig { forget_bias: None, ..base(128, 10_000, 100, 512) },
+            max_seconds: 3600.0,
+        },
+        other => bail!("unknown suite '{other}': expected one of {}", SUITES.join(", ")),
+    })
+}
+
+impl SuiteConfig {
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing suite {}", path.display()))
+    }
+
+    /// The grid in a fixed order: task, then length, then model.
+    pub fn runs(&self) -> Vec<(String, TrainConfig)> {
+        let mut out = Vec::new();
+        for &task in &self.tasks {
+            let lengths = match task {
+                TaskName::Adding => &self.adding_lengths,
+                TaskName::Copy => &self.copy_lengths,
+            };
+            for &t in lengths {
+                for &model in &self.models {
+                    let mut cfg = self.base.clone();
+                    cfg.task = task;
+                    cfg.seq_len = t;
+                    cfg.model = model;
+                    if model == Family::Lstm {
+                        // The literature's LSTM setting (Gers et al. 2000; Jozefowicz et al. 2015).
+                        cfg.forget_bias = Some(cfg.forget_bias.unwrap_or(1.0));
+                    } else {
+                        cfg.forget_bias = None;
+                    }
+                    if model == Family::Rnn {
+                        cfg.nonlinearity = Nonlinearity::Tanh;
+                    }
+                    out.push((format!("{task}-T{t}-{model}"), cfg));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.max_seconds.is_nan() || self.max_seconds <= 0.0 {
+            bail!("max-seconds must be > 0 (got {})", self.max_seconds);
+        }
+        for (name, cfg) in self.runs() {
+            cfg.validate().with_context(|| format!("suite run {name}"))?;
+        }
+        if self.runs().is_empty() {
+            bail!("the suite has no runs (no tasks, lengths or models)");
+        }
+        Ok(())
+    }
+}
+
+/// `--shard i/n`: which part of the grid this process runs (runs whose index ≡ i mod n).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("invalid shard '{s}': expected i/n with 0 ≤ i < n, e.g. 0/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+/// Runs this shard's part of the grid into `out/runs/NAME` and writes the report for the runs
+/// present in `out/runs` (all shards' when they share `out`).
+pub fn run_suite(
+    suite: &SuiteConfig,
+    out: &Path,
+    shard: Shard,
+    quiet: bool,
+    interrupt: Option<Arc<AtomicBool>>,
+) -> Result<Vec<ResultRow>> {
+    suite.validate()?;
+    let runs_dir = out.join("runs");
+    std::fs::create_dir_all(&runs_dir).with_context(|| format!("creating {}", runs_dir.display()))?;
+    crate::checkpoint::write_atomic(&out.join("suite.toml"), toml::to_string_pretty(suite)?.as_bytes())?;
+    let mine: Vec<(String, TrainConfig)> = suite
+        .runs()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % shard.count == shard.index)
+        .map(|(_, r)| r)
+        .collect();
+    for (k, (name, cfg)) in mine.iter().enumerate() {
+        if interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
+            break;
+        }
+        let dir: PathBuf = runs_dir.join(name);
+        if dir.join(crate::train::run_dir::SUMMARY).exists() {
+            eprintln!("[{}/{}] {name}: done earlier, kept", k + 1, mine.len());
+            continue;
+        }
+        // A run cut short earlier restarts from scratch: a bench run is its budget, not its steps.
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+        if quiet {
+            eprintln!("[{}/{}] {name}", k + 1, mine.len());
+        }
+        let opts = RunOptions {
+            out: dir,
+            resume: false,
+            quiet,
+            interrupt: interrupt.clone(),
+            max_seconds: Some(suite.max_seconds),
+        };
+        train(cfg, &opts).with_context(|| format!("bench run {name}"))?;
+    }
+    let rows = collect_results(&[runs_dir])?;
+    write_report(&rows, out)?;
+    Ok(rows)
+}

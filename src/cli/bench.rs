@@ -1,0 +1,126 @@
+//! `gradscope bench` (run a suite and report) and `gradscope report` (merge finished runs).
+
+use crate::bench::{collect_results, run_suite, suite, Shard, SuiteConfig};
+use crate::models::Family;
+use crate::train::TaskName;
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Built-in suite: quick | default | literature. [default: default]
+    #[arg(long, conflicts_with = "config")]
+    pub suite: Option<String>,
+    /// The sub-minute smoke suite (same as --suite quick).
+    #[arg(long, conflicts_with_all = ["suite", "config"])]
+    pub quick: bool,
+    /// A suite as TOML (keys: tasks, adding-lengths, copy-lengths, models, max-seconds, [base]).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Report directory. [default: runs/bench-<suite>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Run only part i of n of the grid (0 ≤ i < n), e.g. --shard $SLURM_ARRAY_TASK_ID/8.
+    #[arg(long, value_name = "i/n")]
+    pub shard: Option<Shard>,
+    /// Tasks to run, comma-separated (copy, adding).
+    #[arg(long, value_delimiter = ',')]
+    pub tasks: Option<Vec<TaskName>>,
+    /// Adding-problem lengths, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub adding_lengths: Option<Vec<usize>>,
+    /// Copy-task lengths, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub copy_lengths: Option<Vec<usize>>,
+    /// Models, comma-separated (rnn, lstm, gru, gpt).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Option<Vec<Family>>,
+    /// Hidden size of every model.
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Step budget of every run.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Wall-clock budget of every run, in seconds.
+    #[arg(long)]
+    pub max_seconds: Option<f64>,
+    /// Seed of every run.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print only one line per run instead of progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl BenchArgs {
+    fn resolve(&self) -> Result<SuiteConfig> {
+        let mut s = match (&self.config, self.quick, &self.suite) {
+            (Some(path), _, _) => SuiteConfig::from_toml_file(path)?,
+            (None, true, _) => suite("quick")?,
+            (None, false, Some(name)) => suite(name)?,
+            (None, false, None) => suite("default")?,
+        };
+        if let Some(v) = &self.tasks {
+            s.tasks = v.clone();
+        }
+        if let Some(v) = &self.adding_lengths {
+            s.adding_lengths = v.clone();
+        }
+        if let Some(v) = &self.copy_lengths {
+            s.copy_lengths = v.clone();
+        }
+        if let Some(v) = &self.models {
+            s.models = v.clone();
+        }
+        if let Some(v) = self.hidden {
+            s.base.hidden = v;
+        }
+        if let Some(v) = self.steps {
+            s.base.steps = v;
+        }
+        if let Some(v) = self.seed {
+            s.base.seed = v;
+        }
+        if let Some(v) = self.max_seconds {
+            s.max_seconds = v;
+        }
+        s.validate()?;
+        Ok(s)
+    }
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let suite = args.resolve()?;
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/bench-{}", suite.name)));
+    let shard = args.shard.unwrap_or(Shard { index: 0, count: 1 });
+    let started = std::time::Instant::now();
+    let rows = run_suite(&suite, &out, shard, args.quiet, Some(super::interrupt_flag()))?;
+    println!("{}", crate::bench::report_text(&rows));
+    println!(
+        "suite '{}' ({} runs here) took {:.0} s; report in {}",
+        suite.name,
+        rows.len(),
+        started.elapsed().as_secs_f64(),
+        out.join("report.md").display()
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Report, shard or run directories to merge.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Where to write the merged report.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+pub fn report(args: ReportArgs) -> Result<()> {
+    let rows = collect_results(&args.dirs)?;
+    crate::bench::write_report(&rows, &args.out)?;
+    println!("{}", crate::bench::report_text(&rows));
+    println!("merged {} runs into {}", rows.len(), args.out.join("report.md").display());
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! `gradscope grad`: ‖∂L/∂h_t‖ against distance for fresh or trained models, with decay metrics,
+//! CSV/JSON and a plot.
+
+use crate::checkpoint::load_into_varmap;
+use crate::device::parse_device;
+use crate::models::{Family, InitScheme, Nonlinearity, SeqModelConfig};
+use crate::probe::report::{metrics_table, saturation_lines, write_probe_outputs};
+use crate::probe::{measure, LossKind, Probe};
+use crate::tasks::AddingVariant;
+use crate::train::run_dir::{CONFIG, MODEL, MODEL_CONFIG};
+use crate::train::{eval_set, RunDir, TaskName, TrainConfig};
+use anyhow::{bail, Context, Result};
+use candle_nn::VarMap;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct GradArgs {
+    /// Models to compare at a fresh seeded init, comma-separated (rnn, lstm, gru, gpt).
+    #[arg(long, value_delimiter = ',')]
+    pub model: Option<Vec<Family>>,
+    /// Trained runs to probe (their config and model.safetensors); repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub run: Vec<PathBuf>,
+    /// Where to write curves.csv, curves.json, grad-metrics.json and the plot.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// last: loss at the final step only; task: the task's training loss. [default: last]
+    #[arg(long)]
+    pub loss: Option<LossKind>,
+    /// Sequences whose gradients are measured (the curve is their mean). [default: 32]
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Task: copy | adding. [default: adding]
+    #[arg(long)]
+    pub task: Option<TaskName>,
+    /// T. [default: 100, or the run's]
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    #[arg(long)]
+    pub copy_len: Option<usize>,
+    #[arg(long)]
+    pub alphabet: Option<usize>,
+    #[arg(long)]
+    pub adding_variant: Option<AddingVariant>,
+    /// Vanilla RNN nonlinearity: tanh | relu | sigmoid | linear.
+    #[arg(long)]
+    pub nonlinearity: Option<Nonlinearity>,
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    #[arg(long)]
+    pub layers: Option<usize>,
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// pytorch | xavier | he | orthogonal | identity.
+    #[arg(long)]
+    pub init: Option<InitScheme>,
+    /// Gain for identity/orthogonal (e.g. 0.9) or Xavier/He.
+    #[arg(long, allow_negative_numbers = true)]
+    pub init_gain: Option<f64>,
+    /// LSTM forget-gate bias (applies to lstm only in a comparison).
+    #[arg(long, allow_negative_numbers = true)]
+    pub forget_bias: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// cpu | cuda | cuda:N | metal.
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+impl GradArgs {
+    /// The base config: defaults (or a run's config), then these flags.
+    fn apply(&self, mut cfg: TrainConfig) -> TrainConfig {
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { cfg.$f = v; } )* };
+        }
+        set!(
+            task,
+            seq_len,
+            copy_len,
+            alphabet,
+            adding_variant,
+            nonlinearity,
+            hidden,
+            layers,
+            heads,
+            init,
+            seed,
+            device
+        );
+        if self.init_gain.is_some() {
+            cfg.init_gain = self.init_gain;
+        }
+        cfg
+    }
+}
+
+pub fn run(args: GradArgs) -> Result<()> {
+    let loss = args.loss.unwrap_or_default();
+    let batch = args.batch.unwrap_or(32);
+    if batch == 0 {
+        bail!("--batch must be ≥ 1 (got 0)");
+    }
+    let mut jobs: Vec<(String, TrainConfig, Option<PathBuf>)> = Vec::new();
+    for dir in &args.run {
+        let saved = dir.join(CONFIG);
+        if !saved.exists() {
+            bail!("--run {}: no {CONFIG} there (not a gradscope run directory)", dir.display());
+        }
+        let cfg = args.apply(TrainConfig::from_toml_file(&saved)?);
+        let name = dir.file_name().map_or("run".into(), |n| n.to_string_lossy().into_owned());
+        jobs.push((name, cfg, Some(dir.clone())));
+    }
+    let families = match (&args.model, jobs.is_empty()) {
+        (Some(m), _) => m.clone(),
+        (None, true) => vec![Family::Rnn, Family::Lstm, Family::Gru, Family::Gpt],
+        (None, false) => vec![],
+    };
+    for family in families {
+        let mut cfg = args.apply(TrainConfig { model: family, ..TrainConfig::default() });
+        cfg.forget_bias = if family == Family::Lstm { args.forget_bias } else { None };
+        let name = match family {
+            Family::Rnn => format!("rnn-{}", cfg.nonlinearity.name()),
+            f => f.to_string(),
+        };
+        jobs.push((name, cfg, None));
+    }
+
+    let mut probes: Vec<Probe> = Vec::new();
+    for (name, cfg, run) in &jobs {
+        cfg.validate().with_context(|| format!("model {name}"))?;
+        let device = parse_device(&cfg.device)?;
+        let task = cfg.build_task()?;
+        let model_cfg = match run {
+            // A trained model keeps its architecture; only the task length may change.
+            Some(dir) => RunDir::new(dir).read_json::<SeqModelConfig>(MODEL_CONFIG)?,
+            None => cfg.model_config(task.as_ref()),
+        };
+        if model_cfg.family == Family::Gpt && task.spec().steps > model_cfg.context {
+            bail!(
+                "{name}: the gpt's context is {} steps, the task needs {}",
+                model_cfg.context,
+                task.spec().steps
+            );
+        }
+        let varmap = VarMap::new();
+        let model = model_cfg.init(&varmap, cfg.seed, &device)?;
+        if let Some(dir) = run {
+            load_into_varmap(&dir.join(MODEL), &varmap)?;
+        }
+        let probe_batch = eval_set(task.as_ref(), batch, batch, &device)?.remove(0);
+        let probe = measure(&model, &varmap, task.as_ref(), &probe_batch, loss, name)?;
+        probes.push(probe);
+    }
+    let task_desc = {
+        let c = &jobs[0].1;
+        format!("{} T={}", c.task, c.seq_len)
+    };
+    let title = format!(
+        "Gradient vs distance: {task_desc}, loss at {}",
+        match loss {
+            LossKind::Last => "the last step",
+            LossKind::Task => "every step (task loss)",
+        }
+    );
+    write_probe_outputs(&probes, &args.out, &title)?;
+    println!("{}", metrics_table(&probes));
+    print!("{}", saturation_lines(&probes));
+    println!("wrote {}", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,293 @@
+//! The resolved configuration of a training run: defaults, then a TOML file, then flags.
+//!
+//! Keys are the flags' names (`seq-len = 200` in the file is `--seq-len 200`), so an error can
+//! name the flag and the saved `config.toml` of a run can be passed back with `--config`.
+
+use super::{LrSchedule, OptimizerConfig, ScheduleKind};
+use crate::models::{Family, InitScheme, ModelInput, Nonlinearity, SeqModelConfig};
+use crate::tasks::{AddingTask, AddingVariant, CopyTask, InputKind, Task};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The task to train on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskName {
+    Copy,
+    Adding,
+}
+
+impl std::str::FromStr for TaskName {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "copy" | "copy-memory" => Ok(TaskName::Copy),
+            "adding" => Ok(TaskName::Adding),
+            other => Err(format!("unknown task '{other}': expected copy or adding")),
+        }
+    }
+}
+
+impl std::fmt::Display for TaskName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TaskName::Copy => "copy",
+            TaskName::Adding => "adding",
+        })
+    }
+}
+
+/// Every setting of a run. `Default` gives the documented defaults of `gradscope train`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TrainConfig {
+    pub task: TaskName,
+    pub seq_len: usize,
+    pub copy_len: usize,
+    pub alphabet: usize,
+    pub adding_variant: AddingVariant,
+
+    pub model: Family,
+    pub nonlinearity: Nonlinearity,
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    /// GPT positional table length; defaults to the task's sequence length.
+    pub context: Option<usize>,
+    pub dropout: f64,
+    pub init: InitScheme,
+    pub init_gain: Option<f64>,
+    pub forget_bias: Option<f64>,
+
+    pub batch: usize,
+    pub steps: u64,
+    pub optimizer: String,
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    /// Overrides the optimiser's default (0, or 0.01 for adamw).
+    pub weight_decay: Option<f64>,
+    pub schedule: ScheduleKind,
+    pub warmup: u64,
+    /// Floor of cosine/linear decay; defaults to lr / 10 (nanoGPT).
+    pub min_lr: Option<f64>,
+    /// Clip the global gradient norm to this value (Pascanu et al. 2013).
+    pub clip: Option<f64>,
+    /// Clip every gradient element to [-v, v].
+    pub clip_value: Option<f64>,
+
+    pub eval_every: u64,
+    pub eval_size: usize,
+    pub stop_when_solved: bool,
+    /// Record the gradient-vs-distance curve every N steps into `probe.jsonl`.
+    pub probe_every: Option<u64>,
+    pub seed: u64,
+    pub device: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            task: TaskName::Adding,
+            seq_len: 100,
+            copy_len: 10,
+            alphabet: 8,
+            adding_variant: AddingVariant::Standard,
+            model: Family::Lstm,
+            nonlinearity: Nonlinearity::Tanh,
+            hidden: 128,
+            layers: 1,
+            heads: 4,
+            context: None,
+            dropout: 0.0,
+            init: InitScheme::Pytorch,
+            init_gain: None,
+            forget_bias: None,
+            batch: 64,
+            steps: 5000,
+            optimizer: "adam".into(),
+            lr: 1e-3,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: None,
+            schedule: ScheduleKind::Constant,
+            warmup: 0,
+            min_lr: None,
+            clip: None,
+            clip_value: None,
+            eval_every: 100,
+            eval_size: 512,
+            stop_when_solved: false,
+            probe_every: None,
+            seed: 0,
+            device: "cpu".into(),
+        }
+    }
+}
+
+/// Estimated bytes a training step may need beyond which a run is refused up front.
+const MEMORY_LIMIT_BYTES: f64 = 16e9;
+
+impl TrainConfig {
+    /// Reads a TOML file whose keys are flag names; unknown keys are errors.
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+
+    /// Checks every value, naming the flag and its allowed range.
+    pub fn validate(&self) -> Result<()> {
+        fn at_least<T: PartialOrd + std::fmt::Display>(flag: &str, v: T, min: T) -> Result<()> {
+            if v < min {
+                bail!("--{flag} must be ≥ {min} (got {v})");
+            }
+            Ok(())
+        }
+        at_least("seq-len", self.seq_len, 1)?;
+        at_least("hidden", self.hidden, 1)?;
+        at_least("layers", self.layers, 1)?;
+        at_least("batch", self.batch, 1)?;
+        at_least("steps", self.steps, 1)?;
+        at_least("eval-every", self.eval_every, 1)?;
+        at_least("eval-size", self.eval_size, 1)?;
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            bail!("--lr must be a finite number > 0 (got {})", self.lr);
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            bail!("--dropout must be in [0, 1) (got {})", self.dropout);
+        }
+        if self.probe_every == Some(0) {
+            bail!("--probe-every must be ≥ 1 (got 0)");
+        }
+        for (flag, v) in [("clip", self.clip), ("clip-value", self.clip_value), ("init-gain", self.init_gain)]
+        {
+            if let Some(v) = v {
+                if !(v > 0.0 && v.is_finite()) {
+                    bail!("--{flag} must be a finite number > 0 (got {v})");
+                }
+            }
+        }
+        if self.forget_bias.is_some() && self.model != Family::Lstm {
+            bail!("--forget-bias applies to --model lstm only (got --model {})", self.model);
+        }
+        if self.model == Family::Gpt {
+            at_least("heads", self.heads, 1)?;
+            if !self.hidden.is_multiple_of(self.heads) {
+                bail!("--hidden ({}) must be divisible by --heads ({}) for the gpt", self.hidden, self.heads);
+            }
+            let steps = self.build_task()?.spec().steps;
+            if let Some(c) = self.context {
+                if c < steps {
+                    bail!("--context ({c}) is shorter than the task's sequences ({steps} steps)");
+                }
+            }
+        }
+        self.optimizer_config()?;
+        self.schedule()?;
+        let bytes = self.memory_estimate()?;
+        if bytes > MEMORY_LIMIT_BYTES {
+            bail!(
+                "--batch {} × {} steps × --hidden {} needs about {:.1} GB for one training step, over the {:.0} GB \
+                 this tool allows; lower --batch, --hidden or --seq-len",
+                self.batch,
+                self.build_task()?.spec().steps,
+                self.hidden,
+                bytes / 1e9,
+                MEMORY_LIMIT_BYTES / 1e9
+            );
+        }
+        Ok(())
+    }
+
+    /// A rough upper bound of the activations a step keeps for backward, in bytes.
+    fn memory_estimate(&self) -> Result<f64> {
+        let steps = self.build_task()?.spec().steps as f64;
+        let (b, h, l) = (self.batch as f64, self.hidden as f64, self.layers as f64);
+        // Recurrent: ~16 saved (B, H)-sized tensors per gate-step; GPT: the attention matrices.
+        let per_step = match self.model {
+            Family::Gpt => 4.0 * (b * self.heads as f64 * steps * 3.0 + 20.0 * b * h),
+            _ => 4.0 * 16.0 * 4.0 * b * h,
+        };
+        Ok(per_step * steps * l)
+    }
+
+    pub fn build_task(&self) -> Result<Box<dyn Task>> {
+        Ok(match self.task {
+            TaskName::Copy => Box::new(CopyTask::new(self.seq_len, self.copy_len, self.alphabet)?),
+            TaskName::Adding => Box::new(AddingTask::new(self.seq_len, self.adding_variant)?),
+        })
+    }
+
+    /// The model for `task`, sized from the task's input and output.
+    pub fn model_config(&self, task: &dyn Task) -> SeqModelConfig {
+        let spec = task.spec();
+        SeqModelConfig {
+            family: self.model,
+            nonlinearity: self.nonlinearity,
+            input: match spec.input {
+                InputKind::Tokens { vocab } => ModelInput::Tokens { vocab },
+                InputKind::Real { features } => ModelInput::Real { features },
+            },
+            output_size: spec.output_size,
+            hidden: self.hidden,
+            layers: self.layers,
+            heads: self.heads,
+            context: self.context.unwrap_or(spec.steps),
+            dropout: self.dropout,
+            init: self.init,
+            init_gain: self.init_gain,
+            forget_bias: self.forget_bias,
+        }
+    }
+
+    pub fn optimizer_config(&self) -> Result<OptimizerConfig> {
+        let mut cfg: OptimizerConfig =
+            self.optimizer.parse().map_err(|e: String| anyhow::anyhow!("--optimizer: {e}"))?;
+        match &mut cfg {
+            OptimizerConfig::Sgd { momentum, nesterov, .. } => {
+                *momentum = self.momentum;
+                *nesterov = self.nesterov;
+            }
+            OptimizerConfig::Rmsprop { momentum, .. } if !self.nesterov => *momentum = self.momentum,
+            _ if self.momentum != 0.0 || self.nesterov => {
+                bail!(
+                    "--momentum/--nesterov apply to --optimizer sgd (and --momentum to rmsprop), not {}",
+                    self.optimizer
+                )
+            }
+            _ => {}
+        }
+        if let Some(wd) = self.weight_decay {
+            cfg = cfg.with_weight_decay(wd);
+        }
+        cfg.validate().map_err(|e| anyhow::anyhow!("--optimizer {}: {e}", self.optimizer))?;
+        Ok(cfg)
+    }
+
+    pub fn schedule(&self) -> Result<LrSchedule> {
+        let s = LrSchedule {
+            kind: self.schedule,
+            base_lr: self.lr,
+            warmup_steps: self.warmup,
+            min_lr: self.min_lr.unwrap_or(self.lr / 10.0),
+            total_steps: self.steps,
+        };
+        s.validate().map_err(|e| anyhow::anyhow!("--schedule/--warmup/--min-lr: {e}"))?;
+        Ok(s)
+    }
+
+    /// A short label for reports: `lstm h128 adding T=200`.
+    pub fn label(&self) -> String {
+        let model = match self.model {
+            Family::Rnn => format!("rnn-{}", self.nonlinearity.name()),
+            m => m.to_string(),
+        };
+        format!("{model} h{} {} T={}", self.hidden, self.task, self.seq_len)
+    }
+}

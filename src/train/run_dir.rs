@@ -1,0 +1,155 @@
+//! The run directory: what a run leaves for people and for `--resume`.
+//!
+//! ```text
+//! runs/x/config.toml            resolved configuration (pass back with --config)
+//! runs/x/model.json             the model's resolved architecture
+//! runs/x/metrics.jsonl          one line per evaluation
+//! runs/x/checkpoint.safetensors model + optimiser state + step, written atomically
+//! runs/x/model.safetensors      parameters only, PyTorch names (for users and PyTorch)
+//! runs/x/probe.jsonl            with --probe-every: gradient-vs-distance curves over training
+//! runs/x/summary.json           written last: its presence means the run finished
+//! ```
+
+use crate::checkpoint::write_atomic;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const CONFIG: &str = "config.toml";
+pub const MODEL_CONFIG: &str = "model.json";
+pub const METRICS: &str = "metrics.jsonl";
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+pub const MODEL: &str = "model.safetensors";
+pub const SUMMARY: &str = "summary.json";
+pub const PROBE: &str = "probe.jsonl";
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricsRecord {
+    pub step: u64,
+    /// Mean training loss over the steps since the previous record.
+    #[serde(deserialize_with = "crate::util::nullable::f64")]
+    pub train_loss: f64,
+    #[serde(deserialize_with = "crate::util::nullable::f64")]
+    pub eval_loss: f64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub eval_accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub eval_mse: Option<f64>,
+    /// Mean global gradient norm before clipping over the same steps.
+    #[serde(deserialize_with = "crate::util::nullable::f64")]
+    pub grad_norm: f64,
+    pub lr: f64,
+    pub elapsed_seconds: f64,
+    pub tokens_per_second: f64,
+}
+
+/// What `summary.json` holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub task: String,
+    pub model: String,
+    pub label: String,
+    pub seq_len: usize,
+    pub hidden: usize,
+    pub layers: usize,
+    pub parameters: usize,
+    pub steps: u64,
+    pub eval_loss: f64,
+    pub eval_accuracy: Option<f64>,
+    pub eval_mse: Option<f64>,
+    pub baseline: f64,
+    pub solved: bool,
+    pub steps_to_solve: Option<u64>,
+    pub wall_seconds: f64,
+    pub tokens_per_second: f64,
+    /// Why training ended: `completed`, `solved`, `time-budget`.
+    pub stopped: String,
+}
+
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(root: &Path) -> Self {
+        Self { root: root.to_path_buf() }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether a run already lives here (a checkpoint or a summary).
+    pub fn holds_a_run(&self) -> bool {
+        self.path(CHECKPOINT).exists() || self.path(SUMMARY).exists()
+    }
+
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(value)?;
+        text.push('\n');
+        write_atomic(&self.path(name), text.as_bytes())
+    }
+
+    pub fn read_json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<T> {
+        let path = self.path(name);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Appends one record as a whole line (a single `write` of the complete line).
+    pub fn append_metrics(&self, record: &MetricsRecord) -> Result<()> {
+        self.append_line(METRICS, record)
+    }
+
+    /// Appends `record` as one JSON line to `name`.
+    pub fn append_line<T: Serialize>(&self, name: &str, record: &T) -> Result<()> {
+        let mut line = serde_json::to_string(record)?;
+        line.push('\n');
+        let path = self.path(name);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        file.write_all(line.as_bytes()).with_context(|| format!("appending to {}", path.display()))
+    }
+
+    /// All complete records (a torn last line from a crash is ignored).
+    pub fn read_metrics(&self) -> Result<Vec<MetricsRecord>> {
+        self.read_lines(METRICS)
+    }
+
+    /// Every complete JSON line of `name` (none if the file is absent).
+    pub fn read_lines<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Vec<T>> {
+        let path = self.path(name);
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+    }
+
+    /// Keeps the metric and probe records up to `step` (those a resumed run would otherwise
+    /// write twice).
+    pub fn truncate_records(&self, step: u64) -> Result<()> {
+        for name in [METRICS, PROBE] {
+            if !self.path(name).exists() {
+                continue;
+            }
+            let kept: Vec<serde_json::Value> = self.read_lines(name)?;
+            let mut text = String::new();
+            for r in kept.iter().filter(|r| r["step"].as_u64().is_some_and(|s| s <= step)) {
+                text.push_str(&serde_json::to_string(r)?);
+                text.push('\n');
+            }
+            write_atomic(&self.path(name), text.as_bytes())?;
+        }
+        Ok(())
+    }
+}
