@@ -284,3 +284,78 @@ fn grad_and_plot_write_curves_tables_and_figures() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("nothing to plot"), "{}", stderr(&o));
 }
+
+/// An exploding ReLU RNN (identity init, gain 1.05, SGD lr 0.2, no clipping) over T = 60.
+const EXPLODING: &[&str] = &[
+    "train",
+    "--task",
+    "adding",
+    "--seq-len",
+    "60",
+    "--model",
+    "rnn",
+    "--nonlinearity",
+    "relu",
+    "--init",
+    "identity",
+    "--init-gain",
+    "1.05",
+    "--hidden",
+    "32",
+    "--optimizer",
+    "sgd",
+    "--lr",
+    "0.2",
+    "--steps",
+    "30",
+    "--eval-every",
+    "10",
+    "--eval-size",
+    "32",
+    "--batch",
+    "16",
+    "--quiet",
+];
+
+#[test]
+fn nonfinite_values_stop_skip_or_roll_back_and_never_reach_a_checkpoint() {
+    let dir = tempdir("nonfinite");
+    let run = |mode: &str| {
+        let out = dir.join(mode);
+        let mut args = EXPLODING.to_vec();
+        args.extend(["--on-nonfinite", mode, "--out", out.to_str().unwrap()]);
+        (gradscope(&args), out)
+    };
+    let (o, out) = run("stop");
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("non-finite value at step 1") && err.contains("last good checkpoint (step 0)"),
+        "{err}"
+    );
+    assert!(!out.join("summary.json").exists());
+    // The kept checkpoint loads and holds finite parameters.
+    let ckpt =
+        gradscope::checkpoint::load(&out.join("checkpoint.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(ckpt.metadata["step"], "0");
+    for (name, t) in &ckpt.tensors {
+        let s = t.abs().unwrap().sum_all().unwrap().to_dtype(candle_core::DType::F64).unwrap();
+        assert!(s.to_scalar::<f64>().unwrap().is_finite(), "{name} is not finite");
+    }
+
+    let (o, out) = run("skip");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(json(&out.join("summary.json"))["nonfinite_events"].as_u64().unwrap() > 0);
+
+    let (o, out) = run("rollback");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("rolled back to step 0 with the learning rate halved (×0.5)"), "{err}");
+    assert!(err.contains("(×0.25)"), "the rate keeps halving: {err}");
+    let lr: Vec<f64> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["lr"].as_f64().unwrap())
+        .collect();
+    assert!(lr.iter().all(|&v| v < 0.2 * 0.25 + 1e-12), "{lr:?}");
+}

@@ -107,6 +107,11 @@ pub struct TrainArgs {
     #[arg(long, help_heading = "Optimisation", allow_negative_numbers = true)]
     pub clip_value: Option<f64>,
 
+    /// On a NaN/Inf loss or gradient: stop (keep the last good checkpoint) | skip (drop the
+    /// update) | rollback (restore the last checkpoint, halve the learning rate). [default: stop]
+    #[arg(long, help_heading = "Optimisation")]
+    pub on_nonfinite: Option<crate::train::OnNonFinite>,
+
     /// Evaluate (and checkpoint) every N steps. [default: 100]
     #[arg(long, help_heading = "Run")]
     pub eval_every: Option<u64>,
@@ -146,7 +151,7 @@ impl TrainArgs {
         override_fields!(cfg, a;
             task, seq_len, copy_len, alphabet, adding_variant, model, nonlinearity, hidden, layers, heads,
             dropout, init, batch, steps, optimizer, lr, momentum, schedule, warmup,
-            eval_every, eval_size, seed, device;
+            eval_every, eval_size, seed, device, on_nonfinite;
             context, init_gain, forget_bias, min_lr, clip, clip_value, weight_decay, probe_every);
         cfg.nesterov |= a.nesterov;
         cfg.stop_when_solved |= a.stop_when_solved;

@@ -38,6 +38,31 @@ impl std::fmt::Display for TaskName {
     }
 }
 
+/// What training does when the loss or a gradient becomes NaN or ±∞.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnNonFinite {
+    /// Stop with an error naming the step and parameter; the last good checkpoint is kept.
+    #[default]
+    Stop,
+    /// Drop that step's update and go on.
+    Skip,
+    /// Restore the last checkpoint and halve the learning rate.
+    Rollback,
+}
+
+impl std::str::FromStr for OnNonFinite {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "stop" => Ok(OnNonFinite::Stop),
+            "skip" => Ok(OnNonFinite::Skip),
+            "rollback" => Ok(OnNonFinite::Rollback),
+            other => Err(format!("unknown --on-nonfinite '{other}': expected stop, skip or rollback")),
+        }
+    }
+}
+
 /// Every setting of a run. `Default` gives the documented defaults of `gradscope train`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
@@ -76,6 +101,7 @@ pub struct TrainConfig {
     pub clip: Option<f64>,
     /// Clip every gradient element to [-v, v].
     pub clip_value: Option<f64>,
+    pub on_nonfinite: OnNonFinite,
 
     pub eval_every: u64,
     pub eval_size: usize,
@@ -116,6 +142,7 @@ impl Default for TrainConfig {
             min_lr: None,
             clip: None,
             clip_value: None,
+            on_nonfinite: OnNonFinite::Stop,
             eval_every: 100,
             eval_size: 512,
             stop_when_solved: false,

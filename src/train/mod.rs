@@ -11,7 +11,7 @@ pub mod schedule;
 mod trainer;
 
 pub use clip::{clip_grad_norm, clip_grad_value, global_grad_norm};
-pub use config::{TaskName, TrainConfig};
+pub use config::{OnNonFinite, TaskName, TrainConfig};
 pub use optim::{Optimizer, OptimizerConfig};
 pub use run_dir::{MetricsRecord, RunDir, Summary};
 pub use schedule::{LrSchedule, ScheduleKind};

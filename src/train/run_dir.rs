@@ -64,6 +64,9 @@ pub struct Summary {
     pub steps_to_solve: Option<u64>,
     pub wall_seconds: f64,
     pub tokens_per_second: f64,
+    /// Steps whose loss or gradient was NaN/Inf (skipped or rolled back).
+    #[serde(default)]
+    pub nonfinite_events: u64,
     /// Why training ended: `completed`, `solved`, `time-budget`.
     pub stopped: String,
 }

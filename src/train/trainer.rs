@@ -1,7 +1,7 @@
 //! The training loop: batches from a task, forward/backward, clipping, the optimiser, periodic
 //! evaluation on a fixed held-out set, checkpoints, exact resume and a clean stop on Ctrl-C.
 
-use super::config::TrainConfig;
+use super::config::{OnNonFinite, TrainConfig};
 use super::run_dir::{
     MetricsRecord, RunDir, Summary, CHECKPOINT, CONFIG, MODEL, MODEL_CONFIG, PROBE, SUMMARY,
 };
@@ -12,6 +12,7 @@ use crate::models::{parameter_count, ForwardOptions, SeqModel, SeqModelConfig};
 use crate::probe::{measure, LossKind, ProbeRecord};
 use crate::tasks::{Batch, Metrics, Task};
 use anyhow::{bail, Context, Result};
+use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -25,6 +26,9 @@ use std::time::Instant;
 
 /// The held-out set's seed is fixed, independent of `--seed`: every model sees the same sequences.
 pub const EVAL_SEED: u64 = 0xE7A1_5E75;
+
+/// `--on-nonfinite rollback` gives up after this many events.
+const MAX_ROLLBACKS: u64 = 20;
 
 /// Where and how to run.
 #[derive(Clone, Debug, Default)]
@@ -93,10 +97,16 @@ pub fn evaluate(model: &SeqModel, task: &dyn Task, set: &[Batch]) -> Result<Metr
     Ok(total)
 }
 
-struct Checkpointed {
+/// What a checkpoint records besides tensors: everything the loop needs to continue exactly.
+#[derive(Clone, Debug, Default)]
+struct LoopState {
     step: u64,
     elapsed: f64,
     steps_to_solve: Option<u64>,
+    /// Multiplies the schedule's rate; each rollback halves it.
+    lr_scale: f64,
+    /// Steps whose loss or gradient was NaN/Inf (skipped or rolled back).
+    nonfinite_events: u64,
 }
 
 /// Trains as `cfg` says, writing the run directory `opts.out`. Call it on a thread with a deep
@@ -126,21 +136,23 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
     let mut optimizer = Optimizer::new(cfg.optimizer_config()?, named.clone())?;
     let schedule = cfg.schedule()?;
 
-    let resumed = if opts.resume {
+    let mut state = if opts.resume {
         let c = restore(&dir, &model_cfg, &named, &mut optimizer, &device)?;
         dir.truncate_records(c.step)?;
         // Until this run finishes, the directory must not look finished.
         let _ = std::fs::remove_file(dir.path(SUMMARY));
-        Some(c)
+        c
     } else {
         std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
         crate::checkpoint::write_atomic(&dir.path(CONFIG), cfg.to_toml()?.as_bytes())?;
         dir.write_json(MODEL_CONFIG, &model_cfg)?;
-        None
+        let fresh = LoopState { lr_scale: 1.0, ..LoopState::default() };
+        // Step 0 is a good state to roll back to before the first evaluation.
+        save_checkpoint(&dir, &varmap, &named, &optimizer, &fresh)?;
+        fresh
     };
-    let start_step = resumed.as_ref().map_or(0, |c| c.step);
-    let elapsed_before = resumed.as_ref().map_or(0.0, |c| c.elapsed);
-    let mut steps_to_solve = resumed.as_ref().and_then(|c| c.steps_to_solve);
+    let start_step = state.step;
+    let elapsed_before = state.elapsed;
 
     let evalset = eval_set(task.as_ref(), cfg.eval_size, cfg.batch, &device)?;
     let tokens_per_step = (cfg.batch * task.spec().steps) as f64;
@@ -150,6 +162,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
     let mut last: Option<(Metrics, u64)> = None;
     let mut stopped = "completed";
     let mut step = start_step;
+    let mut last_good = start_step;
     // A fixed slice of the held-out set, so curves at different steps compare like with like.
     let probe_batch = match cfg.probe_every {
         Some(_) => Some(eval_set(task.as_ref(), 16.min(cfg.eval_size), 16, &device)?.remove(0)),
@@ -167,7 +180,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
     }
 
     while step < cfg.steps {
-        let lr = schedule.lr_at(step);
+        let lr = schedule.lr_at(step) * state.lr_scale;
         let mut rng = StdRng::seed_from_u64(derive_seed(cfg.seed, step, 1));
         let batch = task.batch(cfg.batch, &mut rng, &device)?;
         let fwd = ForwardOptions {
@@ -178,16 +191,57 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
         let out = model.forward(&batch.inputs, None, &fwd)?;
         let loss = task.loss(&out.outputs, &batch)?;
         let loss_value = loss.to_scalar::<f32>()? as f64;
-        if !loss_value.is_finite() {
-            bail!("non-finite training loss ({loss_value}) at step {step}; the last good checkpoint is kept");
-        }
         let mut grads = loss.backward()?;
         let norm = match cfg.clip {
             Some(max) => clip_grad_norm(&mut grads, &params, max)?,
             None => global_grad_norm(&grads, &params)?,
         };
-        if !norm.is_finite() {
-            bail!("non-finite gradient norm ({norm}) at step {step}; the last good checkpoint is kept");
+        let fault = if !loss_value.is_finite() {
+            Some(format!("the training loss is {loss_value}"))
+        } else if !norm.is_finite() {
+            Some(format!(
+                "the gradient of '{}' is not finite",
+                first_nonfinite(&grads, &named)?.unwrap_or_default()
+            ))
+        } else {
+            None
+        };
+        if let Some(what) = fault {
+            state.nonfinite_events += 1;
+            match cfg.on_nonfinite {
+                OnNonFinite::Stop => bail!(
+                    "non-finite value at step {step}: {what}; stopped, the last good checkpoint (step \
+                     {last_good}) is kept (--on-nonfinite skip|rollback carry on instead)"
+                ),
+                OnNonFinite::Skip => {
+                    note(&bar, format!("step {step}: {what}; update skipped"));
+                    drop((grads, loss, out));
+                    step += 1;
+                    bar.set_position(step);
+                    continue;
+                }
+                OnNonFinite::Rollback => {
+                    if state.nonfinite_events > MAX_ROLLBACKS {
+                        bail!("non-finite value at step {step}: {what}; gave up after {MAX_ROLLBACKS} rollbacks");
+                    }
+                    drop((grads, loss, out));
+                    let (events, scale) = (state.nonfinite_events, state.lr_scale * 0.5);
+                    state = restore(&dir, &model_cfg, &named, &mut optimizer, &device)?;
+                    (state.nonfinite_events, state.lr_scale) = (events, scale);
+                    dir.truncate_records(state.step)?;
+                    note(
+                        &bar,
+                        format!(
+                            "step {step}: {what}; rolled back to step {} with the learning rate halved (×{})",
+                            state.step, state.lr_scale
+                        ),
+                    );
+                    step = state.step;
+                    (loss_sum, norm_sum, since) = (0.0, 0.0, 0);
+                    bar.set_position(step);
+                    continue;
+                }
+            }
         }
         if let Some(v) = cfg.clip_value {
             clip_grad_value(&mut grads, &params, v)?;
@@ -208,8 +262,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
         if step.is_multiple_of(cfg.eval_every) || step == cfg.steps || out_of_time || interrupted {
             let metrics = evaluate(&model, task.as_ref(), &evalset)?;
             let solved = task.solved(&metrics);
-            if solved && steps_to_solve.is_none() {
-                steps_to_solve = Some(step);
+            if solved && state.steps_to_solve.is_none() {
+                state.steps_to_solve = Some(step);
             }
             let record = MetricsRecord {
                 step,
@@ -224,7 +278,12 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
                     / started.elapsed().as_secs_f64(),
             };
             dir.append_metrics(&record)?;
-            save_checkpoint(&dir, &varmap, &named, &optimizer, step, elapsed, steps_to_solve)?;
+            if let Some(name) = first_nonfinite_parameter(&named)? {
+                bail!("parameter '{name}' became non-finite by step {step}; the last good checkpoint (step {last_good}) is kept");
+            }
+            (state.step, state.elapsed) = (step, elapsed);
+            save_checkpoint(&dir, &varmap, &named, &optimizer, &state)?;
+            last_good = step;
             let (name, value) = task.headline(&metrics);
             bar.set_message(format!(
                 "loss {:.4} | eval {name} {value:.4} | {:.0} tok/s",
@@ -267,8 +326,9 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
         eval_accuracy: metrics.accuracy,
         eval_mse: metrics.mse,
         baseline: task.baseline(),
-        solved: task.solved(&metrics) || steps_to_solve.is_some(),
-        steps_to_solve,
+        solved: task.solved(&metrics) || state.steps_to_solve.is_some(),
+        steps_to_solve: state.steps_to_solve,
+        nonfinite_events: state.nonfinite_events,
         wall_seconds: wall,
         tokens_per_second: tokens_per_step * (step - start_step) as f64
             / started.elapsed().as_secs_f64().max(1e-9),
@@ -276,6 +336,15 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
     };
     dir.write_json(SUMMARY, &summary)?;
     Ok(summary)
+}
+
+/// A message above the progress bar, or on stderr when there is no bar (--quiet, not a terminal).
+fn note(bar: &ProgressBar, msg: String) {
+    if bar.is_hidden() {
+        eprintln!("{msg}");
+    } else {
+        bar.println(msg);
+    }
 }
 
 fn progress_bar(cfg: &TrainConfig, quiet: bool, start: u64) -> ProgressBar {
@@ -300,22 +369,50 @@ fn save_checkpoint(
     varmap: &VarMap,
     named: &[(String, Var)],
     optimizer: &Optimizer,
-    step: u64,
-    elapsed: f64,
-    steps_to_solve: Option<u64>,
+    state: &LoopState,
 ) -> Result<()> {
     let mut tensors: Vec<(String, Tensor)> =
         named.iter().map(|(n, v)| (format!("model.{n}"), v.as_tensor().clone())).collect();
     tensors.extend(optimizer.state_tensors()?.into_iter().map(|(n, t)| (format!("optim.{n}"), t)));
     let meta = BTreeMap::from([
         ("format".to_string(), "gradscope-checkpoint-1".to_string()),
-        ("step".to_string(), step.to_string()),
-        ("elapsed_seconds".to_string(), elapsed.to_string()),
-        ("steps_to_solve".to_string(), steps_to_solve.map_or(String::new(), |s| s.to_string())),
+        ("step".to_string(), state.step.to_string()),
+        ("elapsed_seconds".to_string(), state.elapsed.to_string()),
+        ("steps_to_solve".to_string(), state.steps_to_solve.map_or(String::new(), |s| s.to_string())),
+        ("lr_scale".to_string(), state.lr_scale.to_string()),
+        ("nonfinite_events".to_string(), state.nonfinite_events.to_string()),
         ("model_config".to_string(), std::fs::read_to_string(dir.path(MODEL_CONFIG)).unwrap_or_default()),
     ]);
     save_tensors(&dir.path(CHECKPOINT), tensors.iter().map(|(n, t)| (n.as_str(), t)), &meta)?;
-    save_varmap(&dir.path(MODEL), varmap, &BTreeMap::from([("step".to_string(), step.to_string())]))
+    let step = BTreeMap::from([("step".to_string(), state.step.to_string())]);
+    save_varmap(&dir.path(MODEL), varmap, &step)
+}
+
+/// The first parameter whose gradient holds NaN or ±∞.
+fn first_nonfinite(grads: &GradStore, named: &[(String, Var)]) -> Result<Option<String>> {
+    for (name, var) in named {
+        if let Some(g) = grads.get(var.as_tensor()) {
+            if !all_finite(g)? {
+                return Ok(Some(name.clone()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The first parameter holding NaN or ±∞ (a non-finite value never reaches a checkpoint).
+fn first_nonfinite_parameter(named: &[(String, Var)]) -> Result<Option<String>> {
+    for (name, var) in named {
+        if !all_finite(var.as_tensor())? {
+            return Ok(Some(name.clone()));
+        }
+    }
+    Ok(None)
+}
+
+fn all_finite(t: &Tensor) -> Result<bool> {
+    // NaN and ±∞ both survive a sum of absolute values as non-finite.
+    Ok(t.abs()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?.is_finite())
 }
 
 fn restore(
@@ -324,7 +421,7 @@ fn restore(
     named: &[(String, Var)],
     optimizer: &mut Optimizer,
     device: &Device,
-) -> Result<Checkpointed> {
+) -> Result<LoopState> {
     let path = dir.path(CHECKPOINT);
     let loaded = load(&path, device)?;
     let meta = |k: &str| loaded.metadata.get(k).cloned().unwrap_or_default();
@@ -358,9 +455,11 @@ fn restore(
         .filter_map(|(k, t)| k.strip_prefix("optim.").map(|n| (n.to_string(), t.clone())))
         .collect();
     optimizer.load_state(&optim).with_context(|| format!("{}: optimiser state", path.display()))?;
-    Ok(Checkpointed {
+    Ok(LoopState {
         step: meta("step").parse().with_context(|| format!("{}: bad step", path.display()))?,
         elapsed: meta("elapsed_seconds").parse().unwrap_or(0.0),
         steps_to_solve: meta("steps_to_solve").parse().ok(),
+        lr_scale: meta("lr_scale").parse().unwrap_or(1.0),
+        nonfinite_events: meta("nonfinite_events").parse().unwrap_or(0),
     })
 }
