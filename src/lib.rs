@@ -6,11 +6,13 @@
 //!   per-timestep state-gradient taps ([`models::StateTaps`]).
 //! - [`checkpoint`]: atomic safetensors save/load with PyTorch `state_dict` names.
 //! - [`device`]: run-time device selection (`cpu`, `cuda`, `cuda:N`, `metal`).
+//! - [`plot`]: PNG + SVG line charts (log axes over tens of decades) and heatmaps from saved data.
 //! - [`util`]: tensor helpers shared by the models (time unbinding, deep-graph stack).
 
 pub mod checkpoint;
 pub mod device;
 pub mod models;
+pub mod plot;
 pub mod util;
 
 pub use candle_core as candle;
