@@ -7,6 +7,7 @@
 //! - [`checkpoint`]: atomic safetensors save/load with PyTorch `state_dict` names.
 //! - [`train`]: PyTorch's optimiser rules, gradient clipping and learning-rate schedules.
 //! - [`device`]: run-time device selection (`cpu`, `cuda`, `cuda:N`, `metal`).
+//! - [`plot`]: PNG + SVG line charts (log axes over tens of decades) and heatmaps from saved data.
 //! - [`util`]: tensor helpers shared by the models (time unbinding, deep-graph stack).
 
 pub mod bench;

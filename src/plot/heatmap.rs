@@ -22,6 +22,9 @@ use super::{require_text, Heatmap};
 /// the cells are embedded as an image.
 const VECTOR_CELLS: usize = 10_000;
 
+/// Width of the colour bar itself, in design pixels.
+const BAR_WIDTH: f64 = 44.0;
+
 /// Fill of the stand-in rectangle that [`output::embed_raster`] replaces; never a data colour
 /// because data colours come from viridis or [`MISSING`].
 const PLACEHOLDER: RGBColor = RGBColor(1, 2, 3);
@@ -173,9 +176,12 @@ fn draw<DB: DrawingBackend>(
     root.fill(&WHITE).map_err(draw_err)?;
     let body = layout::title(root, &p.map.title, &m)?;
     let (bw, _) = body.dim_in_pixel();
-    let bar_w = m.px(240.0);
+    let z_labels_w = layout::widest(&body, p.z_ticks.major.iter().map(|v| p.z_ticks.label(*v)), &m);
+    let bar_w = m.px(20.0) + m.px(BAR_WIDTH) + layout::y_label_area(z_labels_w, &m);
     let (main, bar) = body.split_horizontally(bw.saturating_sub(bar_w));
-    let (top, bottom) = (m.px(8.0), m.px(90.0));
+    let (top, bottom) = (m.px(8.0), layout::x_label_area(&m));
+    let y_labels = p.y.ticks.major.iter().map(|v| p.y.ticks.label(*v));
+    let y_area = layout::y_label_area(layout::widest(&body, y_labels, &m), &m);
 
     let coord = |a: &Axis| {
         let major = a.ticks.major.iter().map(|&v| a.to_axis(v)).collect();
@@ -186,7 +192,7 @@ fn draw<DB: DrawingBackend>(
         .margin_right(m.px(16.0))
         .margin_left(m.px(12.0))
         .x_label_area_size(bottom)
-        .y_label_area_size(m.px(130.0))
+        .y_label_area_size(y_area)
         .build_cartesian_2d(coord(&p.x), coord(&p.y))
         .map_err(draw_err)?;
     let x_fmt = |v: &f64| p.x.label(*v);
@@ -201,7 +207,7 @@ fn draw<DB: DrawingBackend>(
         .x_label_formatter(&x_fmt)
         .y_label_formatter(&y_fmt)
         .axis_style(layout::axis_style(&m))
-        .set_all_tick_mark_size(m.px(8.0))
+        .set_all_tick_mark_size(layout::tick_len(&m))
         .draw()
         .map_err(draw_err)?;
 
@@ -213,9 +219,14 @@ fn draw<DB: DrawingBackend>(
             .map_err(draw_err)?;
         Some(rasterize(p, |x, y| chart.backend_coord(&(x, y))))
     } else {
-        let cells = p.map.z.iter().enumerate().flat_map(|(r, row)| {
+        // Each cell reaches a quarter into its right and upper neighbours, which are drawn
+        // later and cover it: abutting edges would show as seams in anti-aliased SVG viewers.
+        let (nr, nc) = (ye.len() - 1, xe.len() - 1);
+        let cells = p.map.z.iter().enumerate().flat_map(move |(r, row)| {
             row.iter().enumerate().map(move |(c, &z)| {
-                Rectangle::new([(xe[c], ye[r]), (xe[c + 1], ye[r + 1])], p.color(z).filled())
+                let right = if c + 1 < nc { xe[c + 1] + (xe[c + 2] - xe[c + 1]) / 4.0 } else { xe[c + 1] };
+                let top = if r + 1 < nr { ye[r + 1] + (ye[r + 2] - ye[r + 1]) / 4.0 } else { ye[r + 1] };
+                Rectangle::new([(xe[c], ye[r]), (right, top)], p.color(z).filled())
             })
         });
         chart.draw_series(cells).map_err(draw_err)?;
@@ -223,7 +234,7 @@ fn draw<DB: DrawingBackend>(
     };
     layout::frame(&chart.plotting_area().strip_coord_spec(), &m)?;
 
-    draw_colorbar(&bar, p, &m, top, bottom)?;
+    draw_colorbar(&bar, p, &m, (top, bottom), z_labels_w)?;
     Ok(image)
 }
 
@@ -261,8 +272,8 @@ fn draw_colorbar<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     p: &Prepared,
     m: &Metrics,
-    top: u32,
-    bottom: u32,
+    (top, bottom): (u32, u32),
+    labels_w: u32,
 ) -> Result<()> {
     let (z0, z1) = p.z;
     let mut bar = ChartBuilder::on(area)
@@ -270,40 +281,70 @@ fn draw_colorbar<DB: DrawingBackend>(
         .margin_bottom(bottom)
         .margin_left(m.px(10.0))
         .margin_right(m.px(10.0))
-        .set_label_area_size(LabelAreaPosition::Right, m.px(150.0))
+        .set_label_area_size(LabelAreaPosition::Right, layout::y_label_area(labels_w, m))
         .build_cartesian_2d(0f64..1f64, Ticked::new(RangedCoordf64::from(z0..z1), &p.z_ticks))
         .map_err(draw_err)?;
     let z_fmt = |v: &f64| p.z_ticks.label(*v);
     bar.configure_mesh()
         .disable_mesh()
         .disable_x_axis()
-        .y_desc(p.map.colorbar_label.as_str())
-        .axis_desc_style((FONT, m.axis_font()).into_font().color(&AXIS))
         .label_style((FONT, m.tick_font()).into_font().color(&AXIS))
         .y_label_formatter(&z_fmt)
         .axis_style(layout::axis_style(m))
-        .set_all_tick_mark_size(m.px(8.0))
+        .set_all_tick_mark_size(layout::tick_len(m))
         .draw()
         .map_err(draw_err)?;
     const STEPS: usize = 256;
     let strips = (0..STEPS).map(|i| {
         let (a, b) = (i as f64 / STEPS as f64, (i + 1) as f64 / STEPS as f64);
         let color = viridis((a + b) / 2.0);
-        Rectangle::new([(0.0, z0 + a * (z1 - z0)), (1.0, z0 + b * (z1 - z0))], color.filled())
+        // Each strip reaches halfway into the next, which is drawn over it: abutting edges
+        // would show as faint seams in anti-aliased SVG viewers.
+        let top = if i + 1 < STEPS { b + 0.5 / STEPS as f64 } else { b };
+        Rectangle::new([(0.0, z0 + a * (z1 - z0)), (1.0, z0 + top * (z1 - z0))], color.filled())
     });
     bar.draw_series(strips).map_err(draw_err)?;
     let plot = bar.plotting_area().strip_coord_spec();
     layout::frame(&plot, m)?;
 
+    // The description, drawn here rather than by plotters so it reads bottom to top like the
+    // y axis' and sits just beyond the tick labels.
+    let (ax, ay) = area.get_base_pixel();
+    let (px, py) = plot.get_base_pixel();
+    let (pw, ph) = plot.dim_in_pixel();
+    let desc_x = px - ax + pw as i32 + (layout::label_dist(m) + labels_w) as i32 + m.off(18.0);
+    let desc_style = layout::text(m.axis_font(), HPos::Center, VPos::Top).transform(FontTransform::Rotate270);
+    area.draw(&Text::new(p.map.colorbar_label.clone(), (desc_x, py - ay + ph as i32 / 2), desc_style))
+        .map_err(draw_err)?;
+
     if p.any_missing {
-        let (pw, _) = plot.dim_in_pixel();
-        let (ox, oy) = plot.get_base_pixel();
-        let (ax, ay) = area.get_base_pixel();
-        let (x, y) = (ox - ax, oy - ay + plot.dim_in_pixel().1 as i32 + m.off(28.0));
+        let (x, y) = (px - ax, py - ay + ph as i32 + m.off(28.0));
         let side = (pw as i32).min(m.off(26.0));
         area.draw(&Rectangle::new([(x, y), (x + side, y + side)], MISSING.filled())).map_err(draw_err)?;
         let style = layout::text(m.tick_font(), HPos::Left, VPos::Center);
         area.draw(&Text::new("missing", (x + side + m.off(10.0), y + side / 2), style)).map_err(draw_err)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometric_centres_get_a_log_axis_and_even_cells() {
+        let a = Axis::new("x", &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0]).unwrap();
+        assert!(a.log);
+        let widths: Vec<f64> = a.edges.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(widths.iter().all(|w| (w - widths[0]).abs() < 1e-12), "{widths:?}");
+        assert!(!Axis::new("x", &[0.0, 1.0, 2.0, 3.0]).unwrap().log);
+        assert!(!wants_log(&(1..=100).map(f64::from).collect::<Vec<_>>()));
+    }
+
+    #[test]
+    fn edges_are_midpoints() {
+        let a = Axis::new("y", &[0.0, 10.0, 30.0]).unwrap();
+        assert_eq!(a.edges, vec![-5.0, 5.0, 20.0, 40.0]);
+        assert_eq!(Axis::new("y", &[3.0]).unwrap().edges, vec![2.5, 3.5]);
+    }
 }

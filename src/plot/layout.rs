@@ -40,11 +40,53 @@ pub(crate) fn title<DB: DrawingBackend>(
 /// A thin dark rectangle around a plotting area, so the data region reads as one box.
 pub(crate) fn frame<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, m: &Metrics) -> Result<()> {
     let (w, h) = area.dim_in_pixel();
-    let style = ShapeStyle { color: AXIS.to_rgba(), filled: false, stroke_width: m.px(1.5) };
-    area.draw(&Rectangle::new([(0, 0), (w as i32 - 1, h as i32 - 1)], style)).map_err(draw_err)
+    outline(area, (0, 0), (w as i32 - 1, h as i32 - 1), axis_style(m))
+}
+
+/// An unfilled rectangle as a closed path: plotters' SVG rectangles drop the stroke width.
+pub(crate) fn outline<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    (x0, y0): (i32, i32),
+    (x1, y1): (i32, i32),
+    style: ShapeStyle,
+) -> Result<()> {
+    let corners = vec![(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)];
+    area.draw(&PathElement::new(corners, style)).map_err(draw_err)
 }
 
 /// The style of axis lines and tick marks.
 pub(crate) fn axis_style(m: &Metrics) -> ShapeStyle {
     ShapeStyle { color: AXIS.to_rgba(), filled: false, stroke_width: m.px(1.5) }
+}
+
+/// Distance from the axis line to its tick labels, as plotters lays them out (twice the tick
+/// length; ticks are 8 design pixels).
+pub(crate) fn label_dist(m: &Metrics) -> u32 {
+    2 * tick_len(m)
+}
+
+pub(crate) fn tick_len(m: &Metrics) -> u32 {
+    m.px(8.0)
+}
+
+/// Height of the x label area: tick marks, one row of labels, a gap, the axis description.
+pub(crate) fn x_label_area(m: &Metrics) -> u32 {
+    label_dist(m) + (m.tick_font() + m.axis_font()) as u32 + m.px(26.0)
+}
+
+/// Width of the widest of `labels` at the tick font.
+pub(crate) fn widest<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    labels: impl Iterator<Item = String>,
+    m: &Metrics,
+) -> u32 {
+    let style = text(m.tick_font(), HPos::Right, VPos::Center);
+    labels.filter_map(|l| area.estimate_text_size(&l, &style).ok()).map(|(w, _)| w).max().unwrap_or(0)
+}
+
+/// Width of a vertical axis' label area whose widest tick label is `widest` pixels: ticks,
+/// labels, a gap, then the (rotated) axis description, so the description sits close to the
+/// labels whatever their length.
+pub(crate) fn y_label_area(widest: u32, m: &Metrics) -> u32 {
+    label_dist(m) + widest + m.px(18.0) + m.axis_font() as u32 + m.px(4.0)
 }

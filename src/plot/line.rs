@@ -10,7 +10,7 @@ use plotters::prelude::*;
 use std::path::Path;
 
 use super::layout;
-use super::legend::{self, Entry, Swatch};
+use super::legend::{Entry, Legend, Swatch};
 use super::output::{self, draw_err, FONT};
 use super::style::{series_color, Metrics, AXIS, BAND_ALPHA, REFERENCE};
 use super::ticks::{self, Ticked, Ticks};
@@ -41,16 +41,19 @@ struct Prepared<'a> {
 }
 
 /// Splits `points` into runs of consecutive `Some`.
-fn runs<T: Copy>(points: impl Iterator<Item = Option<T>>) -> Vec<Vec<T>> {
-    let mut out = vec![Vec::new()];
+fn runs<T>(points: impl Iterator<Item = Option<T>>) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut run = Vec::new();
     for p in points {
         match p {
-            Some(p) => out.last_mut().expect("never empty").push(p),
-            None if out.last().is_some_and(|r| !r.is_empty()) => out.push(Vec::new()),
+            Some(p) => run.push(p),
+            None if !run.is_empty() => out.push(std::mem::take(&mut run)),
             None => {}
         }
     }
-    out.retain(|r| !r.is_empty());
+    if !run.is_empty() {
+        out.push(run);
+    }
     out
 }
 
@@ -149,6 +152,13 @@ fn prepare(c: &LineChart) -> Result<Prepared<'_>> {
         if hi_exp <= lo_exp {
             hi_exp = lo_exp + 1;
         }
+        // Widen an end to the next labelled decade when that costs at most one decade, so the
+        // axis usually starts and ends on a label without wasting height.
+        let stride = ticks::decade_stride(lo_exp, hi_exp, 9);
+        let (lo_snap, hi_snap) =
+            (lo_exp.div_euclid(stride) * stride, -((-hi_exp).div_euclid(stride)) * stride);
+        let lo_exp = if lo_exp - lo_snap <= 1 { lo_snap } else { lo_exp };
+        let hi_exp = if hi_snap - hi_exp <= 1 { hi_snap } else { hi_exp };
         let (lo, hi) = (ticks::pow10(lo_exp), ticks::pow10(hi_exp));
         ((lo, hi), ticks::log(lo, hi, 9))
     } else {
@@ -191,32 +201,83 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, p: &Prepared) -> Resu
     let m = Metrics::for_size(root.dim_in_pixel());
     root.fill(&WHITE).map_err(draw_err)?;
     let body = layout::title(root, &p.chart.title, &m)?;
-    let x = Ticked::new(RangedCoordf64::from(p.x.0..p.x.1), &p.x_ticks);
+    let x = || Ticked::new(RangedCoordf64::from(p.x.0..p.x.1), &p.x_ticks);
     if p.chart.log_y {
-        let y = Ticked::new(LogCoord::from((p.y.0..p.y.1).log_scale()), &p.y_ticks);
+        let y = || Ticked::new(LogCoord::from((p.y.0..p.y.1).log_scale()), &p.y_ticks);
         draw_chart(&body, p, &m, x, y)
     } else {
-        let y = Ticked::new(RangedCoordf64::from(p.y.0..p.y.1), &p.y_ticks);
+        let y = || Ticked::new(RangedCoordf64::from(p.y.0..p.y.1), &p.y_ticks);
         draw_chart(&body, p, &m, x, y)
     }
 }
 
-/// Everything below the title, for either kind of y coordinate.
-fn draw_chart<DB, X, Y>(area: &DrawingArea<DB, Shift>, p: &Prepared, m: &Metrics, x: X, y: Y) -> Result<()>
+/// The legend's entries: one per series, then the reference line.
+fn legend_entries(c: &LineChart) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = c
+        .series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Entry {
+            label: s.label.clone(),
+            color: series_color(i),
+            swatch: if s.band.is_some() { Swatch::LineWithBand } else { Swatch::Line },
+        })
+        .collect();
+    if let Some((_, label)) = &c.hline {
+        entries.push(Entry { label: label.clone(), color: REFERENCE, swatch: Swatch::Dashed });
+    }
+    entries
+}
+
+/// Everything below the title, for either kind of y coordinate (`x` and `y` make the
+/// coordinates, as the chart may be laid out twice).
+fn draw_chart<DB, X, Y>(
+    area: &DrawingArea<DB, Shift>,
+    p: &Prepared,
+    m: &Metrics,
+    x: impl Fn() -> X,
+    y: impl Fn() -> Y,
+) -> Result<()>
 where
     DB: DrawingBackend,
     X: Ranged<ValueType = f64, FormatOption = DefaultFormatting>,
     Y: Ranged<ValueType = f64, FormatOption = DefaultFormatting>,
 {
-    let mut chart = ChartBuilder::on(area)
-        .margin_top(m.px(8.0))
-        .margin_right(m.px(40.0))
-        .margin_left(m.px(12.0))
-        .margin_bottom(m.px(12.0))
-        .x_label_area_size(m.px(90.0))
-        .y_label_area_size(m.px(130.0))
-        .build_cartesian_2d(x, y)
-        .map_err(draw_err)?;
+    let y_area =
+        layout::y_label_area(layout::widest(area, p.y_ticks.major.iter().map(|v| p.y_ticks.label(*v)), m), m);
+    // Room on the right for half the last x label, which is centred on the plot's right edge.
+    let right = (layout::widest(area, p.x_ticks.major.iter().map(|v| p.x_ticks.label(*v)), m) / 2
+        + m.px(12.0))
+    .max(m.px(30.0));
+    let build = |extra_right: u32| {
+        ChartBuilder::on(area)
+            .margin_top(m.px(8.0))
+            .margin_right(right + extra_right)
+            .margin_left(m.px(12.0))
+            .margin_bottom(m.px(12.0))
+            .x_label_area_size(layout::x_label_area(m))
+            .y_label_area_size(y_area)
+            .build_cartesian_2d(x(), y())
+            .map_err(draw_err)
+    };
+    // Building a chart draws nothing, so the layout can be tried with the legend inside and
+    // redone with room for it on the right when no spot inside is free of data.
+    let mut chart = build(0)?;
+    let entries = legend_entries(p.chart);
+    let legend = if entries.len() > 1 { Some(Legend::measure(area, &entries, m)?) } else { None };
+    let mut inside = None;
+    if let Some(legend) = &legend {
+        let occupied = occupied_pixels(p, |x, y| {
+            let base = chart.plotting_area().get_base_pixel();
+            let (px, py) = chart.backend_coord(&(x, y));
+            (px - base.0, py - base.1)
+        });
+        inside = legend.place(chart.plotting_area().dim_in_pixel(), &occupied, m);
+        if inside.is_none() {
+            chart = build(legend.size.0 as u32 + m.px(16.0))?;
+        }
+    }
+
     let x_fmt = |v: &f64| p.x_ticks.label(*v);
     let y_fmt = |v: &f64| p.y_ticks.label(*v);
     chart
@@ -227,10 +288,10 @@ where
         .label_style((FONT, m.tick_font()).into_font().color(&AXIS))
         .x_label_formatter(&x_fmt)
         .y_label_formatter(&y_fmt)
-        .bold_line_style(BLACK.mix(0.13))
-        .light_line_style(BLACK.mix(0.05))
+        .bold_line_style(BLACK.mix(0.13).stroke_width(m.px(1.0)))
+        .light_line_style(BLACK.mix(0.05).stroke_width(m.px(1.0)))
         .axis_style(layout::axis_style(m))
-        .set_all_tick_mark_size(m.px(8.0))
+        .set_all_tick_mark_size(layout::tick_len(m))
         .draw()
         .map_err(draw_err)?;
 
@@ -269,41 +330,36 @@ where
 
     let plot = chart.plotting_area().strip_coord_spec();
     layout::frame(&plot, m)?;
-
-    let mut entries: Vec<Entry> = p
-        .chart
-        .series
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Entry {
-            label: s.label.clone(),
-            color: series_color(i),
-            swatch: if s.band.is_some() { Swatch::LineWithBand } else { Swatch::Line },
-        })
-        .collect();
-    if let Some((_, label)) = &p.chart.hline {
-        entries.push(Entry { label: label.clone(), color: REFERENCE, swatch: Swatch::Dashed });
-    }
-    if entries.len() > 1 {
-        let base = chart.plotting_area().get_base_pixel();
-        let to_px = |x: f64, y: f64| {
-            let (px, py) = chart.backend_coord(&(x, y));
-            (px - base.0, py - base.1)
-        };
-        let mut occupied = Vec::new();
-        for run in p.lines.iter().flatten() {
-            sample(run.iter().map(|&(x, y)| to_px(x, y)), &mut occupied);
+    if let Some(legend) = &legend {
+        match inside {
+            Some(at) => legend.draw(&plot, at, m)?,
+            None => {
+                // Beside the plot, level with its top edge.
+                let (ax, ay) = area.get_base_pixel();
+                let (px, py) = plot.get_base_pixel();
+                let at = (px - ax + plot.dim_in_pixel().0 as i32 + m.off(16.0), py - ay);
+                legend.draw(area, at, m)?;
+            }
         }
-        for run in p.bands.iter().flatten() {
-            sample(run.iter().map(|&(x, _, u)| to_px(x, u)), &mut occupied);
-            sample(run.iter().map(|&(x, l, _)| to_px(x, l)), &mut occupied);
-        }
-        if let Some((v, _)) = &p.chart.hline {
-            sample([to_px(p.x.0, *v), to_px(p.x.1, *v)].into_iter(), &mut occupied);
-        }
-        legend::draw(&plot, &entries, &occupied, m)?;
     }
     Ok(())
+}
+
+/// Pixels (relative to the plotting area, via `to_px`) covered by lines, band edges and the
+/// reference line: what the legend must not hide.
+fn occupied_pixels(p: &Prepared, to_px: impl Fn(f64, f64) -> (i32, i32)) -> Vec<(i32, i32)> {
+    let mut occupied = Vec::new();
+    for run in p.lines.iter().flatten() {
+        sample(run.iter().map(|&(x, y)| to_px(x, y)), &mut occupied);
+    }
+    for run in p.bands.iter().flatten() {
+        sample(run.iter().map(|&(x, _, u)| to_px(x, u)), &mut occupied);
+        sample(run.iter().map(|&(x, l, _)| to_px(x, l)), &mut occupied);
+    }
+    if let Some((v, _)) = &p.chart.hline {
+        sample([to_px(p.x.0, *v), to_px(p.x.1, *v)].into_iter(), &mut occupied);
+    }
+    occupied
 }
 
 /// Pixels every ~4 px along the polyline through `pts`, so the legend can count what it hides.

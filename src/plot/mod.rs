@@ -11,7 +11,9 @@
 //! line is broken there, because gradients that underflow to zero are data, not mistakes.
 //!
 //! Text uses an embedded DejaVu Sans (see `assets/README.md`), so no system font libraries are
-//! needed.
+//! needed. The PNG is drawn at twice its size and averaged down (plotters' bitmap lines are not
+//! anti-aliased) with glyphs placed by `text.rs`; the SVG names `sans-serif` and lets the viewer
+//! set the text, and uses a view box four times finer than its size so lines stay straight.
 
 mod heatmap;
 mod layout;
@@ -19,6 +21,7 @@ mod legend;
 mod line;
 mod output;
 mod style;
+mod text;
 mod ticks;
 
 #[cfg(test)]

@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use super::style::{MAX_SIDE, MIN_SIDE};
+use super::text::CrispText;
 
 /// DejaVu Sans, embedded so that rendering needs no system font library (fontconfig,
 /// freetype) and text looks the same on every machine. License: `assets/README.md`.
-static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+pub(crate) static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
 /// The family name every text style uses; it is also plotters' default family, so text that
 /// plotters draws on its own (none should) finds the font too. SVG viewers see
@@ -57,35 +58,76 @@ pub(crate) fn with_ext(stem: &Path, ext: &str) -> Result<PathBuf> {
     Ok(PathBuf::from(s))
 }
 
-/// Draws into an RGB buffer of `size` and encodes it as PNG bytes.
+/// The PNG is drawn at this multiple of its size and averaged down: plotters' bitmap lines
+/// and polygons are not anti-aliased, and 2×2 supersampling smooths them.
+const SUPERSAMPLE: u32 = 2;
+
+/// Draws at [`SUPERSAMPLE`] times `size` (with [`CrispText`] glyphs), averages down to `size`
+/// and encodes the result as PNG bytes.
 pub(crate) fn render_png<F>(size: (u32, u32), draw: F) -> Result<Vec<u8>>
 where
-    F: FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()>,
+    F: FnOnce(&DrawingArea<CrispText<BitMapBackend<'_>>, Shift>) -> Result<()>,
 {
     ensure_font()?;
     let (w, h) = size;
-    let mut rgb = vec![255u8; w as usize * h as usize * 3];
+    let (bw, bh) = (w * SUPERSAMPLE, h * SUPERSAMPLE);
+    let mut big = vec![255u8; bw as usize * bh as usize * 3];
     {
-        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+        let root = CrispText(BitMapBackend::with_buffer(&mut big, (bw, bh))).into_drawing_area();
         draw(&root)?;
         root.present().map_err(draw_err)?;
     }
-    encode_png(&rgb, w, h)
+    encode_png(&downsample(&big, bw, bh, SUPERSAMPLE), w, h)
 }
 
-/// Draws into an SVG document of `size` and returns its text.
+/// Averages each `k`×`k` block of an RGB image of `w`×`h` into one pixel.
+fn downsample(rgb: &[u8], w: u32, h: u32, k: u32) -> Vec<u8> {
+    let (w, h, k) = (w as usize, h as usize, k as usize);
+    let (ow, oh) = (w / k, h / k);
+    let mut out = vec![0u8; ow * oh * 3];
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for c in 0..3 {
+                let mut sum = 0u32;
+                for dy in 0..k {
+                    for dx in 0..k {
+                        sum += u32::from(rgb[((oy * k + dy) * w + ox * k + dx) * 3 + c]);
+                    }
+                }
+                out[(oy * ow + ox) * 3 + c] = ((sum + (k * k / 2) as u32) / (k * k) as u32) as u8;
+            }
+        }
+    }
+    out
+}
+
+/// The SVG is drawn in a coordinate system this many times finer than its displayed size:
+/// plotters rounds SVG coordinates to whole units, which makes diagonal lines visibly wobble at
+/// 1 unit = 1 pixel.
+const SVG_UNITS_PER_PIXEL: u32 = 4;
+
+/// Draws into an SVG document displayed at `size` and returns its text with what `draw`
+/// returned. The drawing sees a canvas [`SVG_UNITS_PER_PIXEL`] times larger (the view box);
+/// everything scales with the canvas, so it looks the same as the PNG.
 pub(crate) fn render_svg<T, F>(size: (u32, u32), draw: F) -> Result<(String, T)>
 where
     F: FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<T>,
 {
     ensure_font()?;
+    let (w, h) = size;
+    let (vw, vh) = (w * SVG_UNITS_PER_PIXEL, h * SVG_UNITS_PER_PIXEL);
     let mut svg = String::new();
     let out = {
-        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (vw, vh)).into_drawing_area();
         let out = draw(&root)?;
         root.present().map_err(draw_err)?;
         out
     };
+    let header = format!("<svg width=\"{vw}\" height=\"{vh}\" ");
+    if !svg.starts_with(&header) {
+        bail!("unexpected SVG header from plotters");
+    }
+    svg.replace_range(..header.len(), &format!("<svg width=\"{w}\" height=\"{h}\" "));
     Ok((svg, out))
 }
 
@@ -103,13 +145,35 @@ pub(crate) fn write_pair(stem: &Path, png: &[u8], svg: &str) -> Result<()> {
     crate::checkpoint::write_atomic(&with_ext(stem, "svg")?, svg.as_bytes())
 }
 
-/// An RGB image to place at pixel (`x`, `y`) of an SVG.
+/// An RGB image of `w`×`h` SVG units to place at (`x`, `y`) of an SVG.
 pub(crate) struct Raster {
     pub x: i32,
     pub y: i32,
     pub w: u32,
     pub h: u32,
     pub rgb: Vec<u8>,
+}
+
+/// Embedded images keep this many pixels per displayed pixel: enough to stay sharp when the
+/// figure is printed at twice its size, without storing every SVG unit.
+const RASTER_PIXELS_PER_PIXEL: u32 = 2;
+
+impl Raster {
+    /// The image at the embedding resolution: every `step`-th SVG unit, nearest neighbour.
+    fn at_embedding_resolution(&self) -> (Vec<u8>, u32, u32) {
+        let step = (SVG_UNITS_PER_PIXEL / RASTER_PIXELS_PER_PIXEL).max(1) as usize;
+        let (w, h) = (self.w as usize, self.h as usize);
+        let (ow, oh) = (w.div_ceil(step), h.div_ceil(step));
+        let mut out = Vec::with_capacity(ow * oh * 3);
+        for oy in 0..oh {
+            let y = (oy * step + step / 2).min(h - 1);
+            for ox in 0..ow {
+                let x = (ox * step + step / 2).min(w - 1);
+                out.extend_from_slice(&self.rgb[(y * w + x) * 3..(y * w + x) * 3 + 3]);
+            }
+        }
+        (out, ow as u32, oh as u32)
+    }
 }
 
 /// Replaces the `<rect>` filled with `marker` (drawn as a stand-in) by `raster` as an embedded
@@ -121,7 +185,8 @@ pub(crate) fn embed_raster(svg: &mut String, marker: RGBColor, raster: &Raster) 
     let at = svg.find(&needle).context("SVG raster placeholder not found")?;
     let start = svg[..at].rfind("<rect").context("SVG raster placeholder is not a <rect>")?;
     let end = at + svg[at..].find("/>").context("SVG raster placeholder is not closed")? + 2;
-    let png = encode_png(&raster.rgb, raster.w, raster.h)?;
+    let (rgb, iw, ih) = raster.at_embedding_resolution();
+    let png = encode_png(&rgb, iw, ih)?;
     let uri = format!("data:image/png;base64,{}", base64(&png));
     let image = format!(
         "<image x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" preserveAspectRatio=\"none\" \

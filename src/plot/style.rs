@@ -81,16 +81,16 @@ impl Metrics {
 
     /// Font sizes (plotters' size, roughly the line height in pixels).
     pub(crate) fn title_font(&self) -> f64 {
-        36.0 * self.scale
+        38.0 * self.scale
     }
     pub(crate) fn axis_font(&self) -> f64 {
-        28.0 * self.scale
+        30.0 * self.scale
     }
     pub(crate) fn tick_font(&self) -> f64 {
-        24.0 * self.scale
+        26.0 * self.scale
     }
     pub(crate) fn legend_font(&self) -> f64 {
-        24.0 * self.scale
+        26.0 * self.scale
     }
 
     /// Data lines: 3 px at 1200×800, never under 2 px.

@@ -24,7 +24,7 @@ impl Drop for TempDir {
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// Three exponentially decaying curves over 1e-20..1, one with a band, plus a baseline.
-pub(super) fn decay_chart() -> LineChart {
+fn decay_chart() -> LineChart {
     let x: Vec<f64> = (0..=200).map(f64::from).collect();
     let curve = |rate: f64| x.iter().map(|d| (-rate * d).exp()).collect::<Vec<_>>();
     let rnn = curve(0.23);
@@ -45,7 +45,7 @@ pub(super) fn decay_chart() -> LineChart {
 }
 
 /// log₁₀ gradient norm by training step (rows) and geometric distance (columns), with a gap.
-pub(super) fn decay_heatmap() -> Heatmap {
+fn decay_heatmap() -> Heatmap {
     let x: Vec<f64> = (0..11).map(|k| 2f64.powi(k)).collect();
     let y: Vec<f64> = (0..20).map(|s| f64::from(s) * 500.0).collect();
     let z =
@@ -264,14 +264,4 @@ fn bad_sizes_and_stems_are_errors() {
     let e = line_chart_sized(&decay_chart(), &dir.0.join("s"), (10, 10)).unwrap_err();
     assert!(format!("{e:#}").contains("image size"));
     assert!(line_chart(&decay_chart(), std::path::Path::new("")).is_err());
-}
-
-/// Writes the sample figures for a human to look at: `GRADSCOPE_PLOT_LOOK=/tmp/plot-look cargo
-/// test --release --lib plot::tests::look -- --ignored`.
-#[test]
-#[ignore]
-fn look() {
-    let dir = PathBuf::from(std::env::var("GRADSCOPE_PLOT_LOOK").unwrap_or_else(|_| "/tmp/plot-look".into()));
-    line_chart(&decay_chart(), &dir.join("decay")).unwrap();
-    heatmap(&decay_heatmap(), &dir.join("heatmap")).unwrap();
 }

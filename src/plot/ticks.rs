@@ -20,8 +20,8 @@ pub(crate) struct Ticks {
 pub(crate) enum LabelFormat {
     /// `1250`, `0.25`: this many digits after the decimal point.
     Plain { decimals: usize },
-    /// `2.5×10⁶`: a mantissa with this many decimals times a power of ten.
-    Scientific { decimals: usize },
+    /// `2.5×10⁶`: each value as its own mantissa (up to three decimals) times a power of ten.
+    Scientific,
     /// `10⁻²⁰`: for powers of ten on a log axis.
     Power,
     /// `0.001`, `2`, `1000`: one-digit multiples of powers of ten, written out.
@@ -143,10 +143,7 @@ pub(crate) fn log(lo: f64, hi: f64, max_labels: usize) -> Ticks {
     let lo_exp = (lo.log10() + 1e-9).floor() as i32;
     let hi_exp = (hi.log10() - 1e-9).ceil() as i32;
     let span = (hi_exp - lo_exp).max(1);
-    let stride = [1, 2, 3, 4, 5, 10, 20, 25, 50, 100, 200, 500]
-        .into_iter()
-        .find(|s| count_multiples(lo_exp, hi_exp, *s) <= max_labels.max(2))
-        .unwrap_or(1000);
+    let stride = decade_stride(lo_exp, hi_exp, max_labels);
     let dense = (hi / lo).log10() <= 2.3;
     let mut major = Vec::new();
     let mut minor = Vec::new();
@@ -181,6 +178,15 @@ pub(crate) fn pow10(e: i32) -> f64 {
     format!("1e{e}").parse().unwrap_or_else(|_| 10f64.powi(e))
 }
 
+/// Every how many decades to label so that at most `max_labels` (and at least 2) of the
+/// decades from 10^`lo_exp` to 10^`hi_exp` get a label.
+pub(crate) fn decade_stride(lo_exp: i32, hi_exp: i32, max_labels: usize) -> i32 {
+    [1, 2, 3, 5, 10, 20, 25, 50, 100, 200, 500]
+        .into_iter()
+        .find(|s| count_multiples(lo_exp, hi_exp, *s) <= max_labels.max(2))
+        .unwrap_or(1000)
+}
+
 fn count_multiples(lo: i32, hi: i32, stride: i32) -> usize {
     (lo..=hi).filter(|e| e.rem_euclid(stride) == 0).count()
 }
@@ -191,8 +197,7 @@ fn linear_format(ticks: &[f64], step: f64) -> LabelFormat {
     if max_abs < 1e6 && step >= 1e-3 {
         LabelFormat::Plain { decimals: decimals_for(step) }
     } else {
-        let exp = if max_abs > 0.0 { max_abs.log10().floor() } else { 0.0 };
-        LabelFormat::Scientific { decimals: decimals_for(step / 10f64.powf(exp)) }
+        LabelFormat::Scientific
     }
 }
 
@@ -213,19 +218,18 @@ pub(crate) fn format_value(v: f64, format: LabelFormat) -> String {
     }
     let s = match format {
         LabelFormat::Plain { decimals } => format!("{v:.decimals$}"),
-        LabelFormat::Scientific { decimals } => {
+        LabelFormat::Scientific => {
             if v == 0.0 {
                 "0".to_string()
             } else {
-                let exp = v.abs().log10().floor();
-                let mut mant = v / 10f64.powf(exp);
-                let mut exp = exp as i32;
-                // 9.9999 rounds to "10.0": carry into the exponent.
-                if (mant.abs() * 10f64.powi(decimals as i32)).round() >= 10f64.powi(decimals as i32 + 1) {
+                let mut exp = v.abs().log10().floor() as i32;
+                let mut mant = (v / pow10(exp) * 1000.0).round() / 1000.0;
+                // 9.9996 rounds to 10: carry into the exponent.
+                if mant.abs() >= 10.0 {
                     mant /= 10.0;
                     exp += 1;
                 }
-                format!("{mant:.decimals$}×10{}", superscript(exp))
+                format!("{mant}×10{}", superscript(exp))
             }
         }
         LabelFormat::Power if v > 0.0 => format!("10{}", superscript(v.log10().round() as i32)),
@@ -281,13 +285,16 @@ mod tests {
     fn big_numbers_are_scientific() {
         let t = linear(0.0, 3e7, 6);
         assert_eq!(t.label(1e7), "1×10⁷");
+        assert_eq!(t.label(2.5e7), "2.5×10⁷");
+        assert_eq!(format_value(9.99996e5, LabelFormat::Scientific), "1×10⁶");
         assert_eq!(t.label(0.0), "0");
     }
 
     #[test]
     fn degenerate_span_falls_back_to_ends() {
-        let t = linear(1e15, 1e15 + 0.5, 6);
-        assert_eq!(t.major.len(), 2);
+        // 1e15 + 0.1 is not representable; this must end (and not loop on k += 1).
+        assert!(linear(1e15, 1e15 + 0.5, 6).major.len() <= 10);
+        assert_eq!(linear(3.0, 3.0, 6).major, vec![3.0, 3.0]);
     }
 
     #[test]
