@@ -15,10 +15,12 @@ pub mod checkpoint;
 pub mod cli;
 pub mod device;
 pub mod figures;
+pub mod generate;
 pub mod models;
 pub mod plot;
 pub mod probe;
 pub mod tasks;
+pub mod text;
 pub mod train;
 pub mod util;
 

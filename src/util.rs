@@ -41,6 +41,14 @@ pub fn dropout(x: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
     x.mul(&mask)
 }
 
+/// A candle error's message without the backtrace candle attaches when RUST_BACKTRACE is set.
+pub fn candle_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        other => other.to_string(),
+    }
+}
+
 /// Stack size for threads that build or walk long autograd graphs.
 ///
 /// candle walks the graph recursively in `backward()` (and dropping a long chain of tensors

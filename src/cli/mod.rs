@@ -6,6 +6,7 @@
 mod bench;
 mod grad;
 mod plot;
+mod sample;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,8 @@ enum Command {
     Grad(Box<grad::GradArgs>),
     /// Redraw and overlay figures from saved runs and `grad` outputs.
     Plot(plot::PlotArgs),
+    /// Generate text from a trained language model, streaming to stdout.
+    Sample(sample::SampleArgs),
     /// Merge finished runs or bench shards into one report.
     Report(bench::ReportArgs),
 }
@@ -50,6 +53,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(*args),
         Command::Grad(args) => grad::run(*args),
         Command::Plot(args) => plot::run(args),
+        Command::Sample(args) => sample::run(args),
         Command::Report(args) => bench::report(args),
     });
     match result {
@@ -59,12 +63,24 @@ pub fn main() -> ExitCode {
                 eprintln!("gradscope: {i}");
                 return ExitCode::from(130);
             }
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+            let mut causes = err.chain();
+            if let Some(top) = causes.next() {
+                eprintln!("error: {}", plain(top));
+            }
+            for cause in causes {
+                eprintln!("  caused by: {}", plain(cause));
             }
             ExitCode::from(2)
         }
+    }
+}
+
+/// An error's message without the backtrace candle attaches when RUST_BACKTRACE is set: users
+/// need the reason, not our stack.
+fn plain(err: &(dyn std::error::Error + 'static)) -> String {
+    match err.downcast_ref::<candle_core::Error>() {
+        Some(e) => crate::util::candle_message(e),
+        None => err.to_string(),
     }
 }
 

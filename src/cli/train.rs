@@ -23,7 +23,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub quiet: bool,
 
-    /// Task: copy | adding. [default: adding]
+    /// Task: copy | adding | text. [default: adding]
     #[arg(long, help_heading = "Task")]
     pub task: Option<TaskName>,
     /// T: the dependency length (adding: sequence length; copy: the blank gap). [default: 100]
@@ -38,6 +38,19 @@ pub struct TrainArgs {
     /// Adding problem: standard (Le et al. 2015) | hochreiter (1997). [default: standard]
     #[arg(long, help_heading = "Task")]
     pub adding_variant: Option<AddingVariant>,
+
+    /// Text task: the UTF-8 corpus to model.
+    #[arg(long, help_heading = "Task", value_name = "FILE")]
+    pub corpus: Option<PathBuf>,
+    /// Text task: train a byte-level BPE tokenizer of this many tokens. [default: characters]
+    #[arg(long, help_heading = "Task")]
+    pub vocab_size: Option<usize>,
+    /// Text task: load this tokenizer.json (Hugging Face format) or chars.json.
+    #[arg(long, help_heading = "Task", value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+    /// Text task, recurrent models: stateful truncated BPTT, hidden state carried across batches.
+    #[arg(long, help_heading = "Task")]
+    pub tbptt: bool,
 
     /// Model family: rnn | lstm | gru | gpt. [default: lstm]
     #[arg(long, help_heading = "Model")]
@@ -88,6 +101,9 @@ pub struct TrainArgs {
     /// Nesterov momentum (sgd).
     #[arg(long, help_heading = "Optimisation")]
     pub nesterov: bool,
+    /// Adam/AdamW β₂. [default: 0.999]
+    #[arg(long, help_heading = "Optimisation")]
+    pub beta2: Option<f64>,
     /// Weight decay (L2 for sgd/adam/rmsprop/adagrad, decoupled for adamw). [default: 0]
     #[arg(long, help_heading = "Optimisation", allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
@@ -135,7 +151,7 @@ pub struct TrainArgs {
 macro_rules! override_fields {
     ($cfg:ident, $args:ident; $($field:ident),* ; $($opt:ident),*) => {
         $( if let Some(v) = $args.$field.clone() { $cfg.$field = v; } )*
-        $( if $args.$opt.is_some() { $cfg.$opt = $args.$opt; } )*
+        $( if $args.$opt.is_some() { $cfg.$opt = $args.$opt.clone(); } )*
     };
 }
 
@@ -152,8 +168,9 @@ impl TrainArgs {
             task, seq_len, copy_len, alphabet, adding_variant, model, nonlinearity, hidden, layers, heads,
             dropout, init, batch, steps, optimizer, lr, momentum, schedule, warmup,
             eval_every, eval_size, seed, device, on_nonfinite;
-            context, init_gain, forget_bias, min_lr, clip, clip_value, weight_decay, probe_every);
+            context, init_gain, forget_bias, min_lr, clip, clip_value, weight_decay, probe_every, corpus, vocab_size, tokenizer, beta2);
         cfg.nesterov |= a.nesterov;
+        cfg.tbptt |= a.tbptt;
         cfg.stop_when_solved |= a.stop_when_solved;
         cfg.validate()?;
         Ok(cfg)

@@ -117,7 +117,7 @@ impl Task for AddingTask {
 
     fn metrics(&self, outputs: &Tensor, batch: &Batch) -> Result<Metrics> {
         let mse = self.loss(outputs, batch)?.to_scalar::<f32>()? as f64;
-        Ok(Metrics { loss: mse, accuracy: None, mse: Some(mse) })
+        Ok(Metrics { loss: mse, accuracy: None, mse: Some(mse), bits_per_char: None })
     }
 
     fn baseline(&self) -> f64 {

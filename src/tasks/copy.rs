@@ -95,7 +95,12 @@ impl Task for CopyTask {
         let predicted = outputs.narrow(1, n - k, k)?.argmax(D::Minus1)?; // (B, copy_len)
         let wanted = batch.targets.narrow(1, n - k, k)?;
         let correct = predicted.eq(&wanted)?.to_dtype(candle_core::DType::F32)?.mean_all()?;
-        Ok(Metrics { loss, accuracy: Some(correct.to_scalar::<f32>()? as f64), mse: None })
+        Ok(Metrics {
+            loss,
+            accuracy: Some(correct.to_scalar::<f32>()? as f64),
+            mse: None,
+            bits_per_char: None,
+        })
     }
 
     /// Output blanks for T + copy_len steps and guess the symbols uniformly:

@@ -5,9 +5,11 @@
 
 mod adding;
 mod copy;
+mod text;
 
 pub use adding::{AddingTask, AddingVariant};
 pub use copy::CopyTask;
+pub use text::TextTask;
 
 use candle_core::{Device, Result, Tensor};
 use rand::rngs::StdRng;
@@ -56,6 +58,8 @@ pub struct Metrics {
     pub accuracy: Option<f64>,
     /// Regression tasks: mean squared error of the answer.
     pub mse: Option<f64>,
+    /// Language modelling: bits per character of the text.
+    pub bits_per_char: Option<f64>,
 }
 
 /// A task: batches, loss, metrics, baseline.
@@ -65,8 +69,22 @@ pub trait Task: Send + Sync {
     /// The distance the dependency spans (the user's T).
     fn seq_len(&self) -> usize;
     fn spec(&self) -> TaskSpec;
-    /// A batch of `batch` fresh sequences drawn from `rng`.
+    /// A batch of `batch` fresh training sequences drawn from `rng`.
     fn batch(&self, batch: usize, rng: &mut StdRng, device: &Device) -> Result<Batch>;
+    /// Consecutive windows for stateful truncated BPTT: batch `index` continues every stream of
+    /// batch `index - 1`. `None` when the task has no notion of a continuing stream.
+    fn sequential_batch(&self, _batch: usize, _index: u64, _device: &Device) -> Result<Option<Batch>> {
+        Ok(None)
+    }
+    /// Batches after which the streams start over (carried state must be reset then).
+    fn sequential_period(&self, _batch: usize) -> u64 {
+        u64::MAX
+    }
+    /// Held-out sequences; generated tasks draw them like training ones, corpora from their
+    /// validation split.
+    fn eval_batch(&self, batch: usize, rng: &mut StdRng, device: &Device) -> Result<Batch> {
+        self.batch(batch, rng, device)
+    }
     /// The differentiable training loss of outputs (B, T, O).
     fn loss(&self, outputs: &Tensor, batch: &Batch) -> Result<Tensor>;
     /// The loss at the last step only (for gradient probes: one loss, one distance axis).
@@ -78,8 +96,12 @@ pub trait Task: Send + Sync {
     fn baseline(&self) -> f64;
     /// Whether evaluation metrics count as solving the task.
     fn solved(&self, metrics: &Metrics) -> bool;
-    /// The headline metric's name and value (`accuracy` or `mse`).
+    /// The headline metric's name and value (`accuracy`, `mse` or `bpc`).
     fn headline(&self, metrics: &Metrics) -> (&'static str, f64);
+    /// Writes what a run needs to reproduce the task (a tokenizer) into its directory.
+    fn save_artifacts(&self, _dir: &std::path::Path) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Mean cross-entropy of logits (B, T, C) against class ids (B, T).

@@ -5,10 +5,12 @@
 
 use super::{LrSchedule, OptimizerConfig, ScheduleKind};
 use crate::models::{Family, InitScheme, ModelInput, Nonlinearity, SeqModelConfig};
-use crate::tasks::{AddingTask, AddingVariant, CopyTask, InputKind, Task};
+use crate::tasks::{AddingTask, AddingVariant, CopyTask, InputKind, Task, TextTask};
+use crate::text::{load_corpus, TextTokenizer};
+use crate::util::candle_message;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The task to train on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,6 +18,8 @@ use std::path::Path;
 pub enum TaskName {
     Copy,
     Adding,
+    /// Language modelling on `--corpus`.
+    Text,
 }
 
 impl std::str::FromStr for TaskName {
@@ -24,7 +28,8 @@ impl std::str::FromStr for TaskName {
         match s.to_ascii_lowercase().as_str() {
             "copy" | "copy-memory" => Ok(TaskName::Copy),
             "adding" => Ok(TaskName::Adding),
-            other => Err(format!("unknown task '{other}': expected copy or adding")),
+            "text" | "lm" => Ok(TaskName::Text),
+            other => Err(format!("unknown task '{other}': expected copy, adding or text")),
         }
     }
 }
@@ -34,6 +39,7 @@ impl std::fmt::Display for TaskName {
         f.write_str(match self {
             TaskName::Copy => "copy",
             TaskName::Adding => "adding",
+            TaskName::Text => "text",
         })
     }
 }
@@ -72,6 +78,15 @@ pub struct TrainConfig {
     pub copy_len: usize,
     pub alphabet: usize,
     pub adding_variant: AddingVariant,
+    /// Text task: the UTF-8 corpus.
+    pub corpus: Option<PathBuf>,
+    /// Text task: train a byte-level BPE tokenizer of this many tokens (default: characters).
+    pub vocab_size: Option<usize>,
+    /// Text task: an existing tokenizer.json (Hugging Face format) or chars.json.
+    pub tokenizer: Option<PathBuf>,
+    /// Text task, recurrent models: stateful truncated BPTT over consecutive windows, the hidden
+    /// state carried across batches (char-rnn style).
+    pub tbptt: bool,
 
     pub model: Family,
     pub nonlinearity: Nonlinearity,
@@ -91,6 +106,8 @@ pub struct TrainConfig {
     pub lr: f64,
     pub momentum: f64,
     pub nesterov: bool,
+    /// Adam/AdamW β₂ (default 0.999; nanoGPT's char config uses 0.99).
+    pub beta2: Option<f64>,
     /// Overrides the optimiser's default (0, or 0.01 for adamw).
     pub weight_decay: Option<f64>,
     pub schedule: ScheduleKind,
@@ -120,6 +137,10 @@ impl Default for TrainConfig {
             copy_len: 10,
             alphabet: 8,
             adding_variant: AddingVariant::Standard,
+            corpus: None,
+            vocab_size: None,
+            tokenizer: None,
+            tbptt: false,
             model: Family::Lstm,
             nonlinearity: Nonlinearity::Tanh,
             hidden: 128,
@@ -136,6 +157,7 @@ impl Default for TrainConfig {
             lr: 1e-3,
             momentum: 0.0,
             nesterov: false,
+            beta2: None,
             weight_decay: None,
             schedule: ScheduleKind::Constant,
             warmup: 0,
@@ -200,6 +222,17 @@ impl TrainConfig {
                 }
             }
         }
+        if self.task == TaskName::Text && self.corpus.is_none() {
+            bail!("--task text needs --corpus FILE (`gradscope data tinyshakespeare` fetches one)");
+        }
+        if self.task != TaskName::Text
+            && (self.corpus.is_some() || self.vocab_size.is_some() || self.tokenizer.is_some())
+        {
+            bail!("--corpus/--vocab-size/--tokenizer apply to --task text only");
+        }
+        if self.tbptt && (self.task != TaskName::Text || self.model == Family::Gpt) {
+            bail!("--tbptt applies to --task text with a recurrent --model (rnn, lstm, gru)");
+        }
         if self.forget_bias.is_some() && self.model != Family::Lstm {
             bail!("--forget-bias applies to --model lstm only (got --model {})", self.model);
         }
@@ -208,7 +241,7 @@ impl TrainConfig {
             if !self.hidden.is_multiple_of(self.heads) {
                 bail!("--hidden ({}) must be divisible by --heads ({}) for the gpt", self.hidden, self.heads);
             }
-            let steps = self.build_task()?.spec().steps;
+            let steps = self.task_steps();
             if let Some(c) = self.context {
                 if c < steps {
                     bail!("--context ({c}) is shorter than the task's sequences ({steps} steps)");
@@ -223,7 +256,7 @@ impl TrainConfig {
                 "--batch {} × {} steps × --hidden {} needs about {:.1} GB for one training step, over the {:.0} GB \
                  this tool allows; lower --batch, --hidden or --seq-len",
                 self.batch,
-                self.build_task()?.spec().steps,
+                self.task_steps(),
                 self.hidden,
                 bytes / 1e9,
                 MEMORY_LIMIT_BYTES / 1e9
@@ -234,7 +267,7 @@ impl TrainConfig {
 
     /// A rough upper bound of the activations a step keeps for backward, in bytes.
     fn memory_estimate(&self) -> Result<f64> {
-        let steps = self.build_task()?.spec().steps as f64;
+        let steps = self.task_steps() as f64;
         let (b, h, l) = (self.batch as f64, self.hidden as f64, self.layers as f64);
         // Recurrent: ~16 saved (B, H)-sized tensors per gate-step; GPT: the attention matrices.
         let per_step = match self.model {
@@ -244,11 +277,40 @@ impl TrainConfig {
         Ok(per_step * steps * l)
     }
 
-    pub fn build_task(&self) -> Result<Box<dyn Task>> {
+    /// Steps per sequence the model sees, without building the task.
+    pub fn task_steps(&self) -> usize {
+        match self.task {
+            TaskName::Copy => self.seq_len + 2 * self.copy_len,
+            TaskName::Adding | TaskName::Text => self.seq_len,
+        }
+    }
+
+    /// The task; for text, the tokenizer comes from `run_dir` when it holds one (a resumed or
+    /// probed run), else from `--tokenizer`, else it is built from the corpus.
+    pub fn build_task_in(&self, run_dir: Option<&Path>) -> Result<Box<dyn Task>> {
         Ok(match self.task {
             TaskName::Copy => Box::new(CopyTask::new(self.seq_len, self.copy_len, self.alphabet)?),
             TaskName::Adding => Box::new(AddingTask::new(self.seq_len, self.adding_variant)?),
+            TaskName::Text => {
+                let path = self.corpus.as_ref().context("--task text needs --corpus FILE")?;
+                let text = load_corpus(path)?;
+                let saved = run_dir.and_then(|d| TextTokenizer::load_from_run(d).ok());
+                let tokenizer = match (saved, &self.tokenizer, self.vocab_size) {
+                    (Some(t), _, _) => t,
+                    (None, Some(file), _) => TextTokenizer::load(file)?,
+                    (None, None, Some(n)) => TextTokenizer::train_bpe(&text, n)?,
+                    (None, None, None) => TextTokenizer::char_level(&text),
+                };
+                Box::new(
+                    TextTask::new(&text, tokenizer, self.seq_len)
+                        .with_context(|| format!("corpus {}", path.display()))?,
+                )
+            }
         })
+    }
+
+    pub fn build_task(&self) -> Result<Box<dyn Task>> {
+        self.build_task_in(None)
     }
 
     /// The model for `task`, sized from the task's input and output.
@@ -290,10 +352,17 @@ impl TrainConfig {
             }
             _ => {}
         }
+        if let Some(b2) = self.beta2 {
+            match &mut cfg {
+                OptimizerConfig::Adam { beta2, .. } | OptimizerConfig::Adamw { beta2, .. } => *beta2 = b2,
+                _ => bail!("--beta2 applies to --optimizer adam or adamw, not {}", self.optimizer),
+            }
+        }
         if let Some(wd) = self.weight_decay {
             cfg = cfg.with_weight_decay(wd);
         }
-        cfg.validate().map_err(|e| anyhow::anyhow!("--optimizer {}: {e}", self.optimizer))?;
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("--optimizer {}: {}", self.optimizer, candle_message(&e)))?;
         Ok(cfg)
     }
 
@@ -305,7 +374,7 @@ impl TrainConfig {
             min_lr: self.min_lr.unwrap_or(self.lr / 10.0),
             total_steps: self.steps,
         };
-        s.validate().map_err(|e| anyhow::anyhow!("--schedule/--warmup/--min-lr: {e}"))?;
+        s.validate().map_err(|e| anyhow::anyhow!("--schedule/--warmup/--min-lr: {}", candle_message(&e)))?;
         Ok(s)
     }
 
@@ -316,5 +385,14 @@ impl TrainConfig {
             m => m.to_string(),
         };
         format!("{model} h{} {} T={}", self.hidden, self.task, self.seq_len)
+    }
+
+    /// Loads `config.toml` of a run directory.
+    pub fn from_run_dir(dir: &Path) -> Result<Self> {
+        let saved = dir.join(super::run_dir::CONFIG);
+        if !saved.exists() {
+            bail!("{}: no config.toml there (not a gradscope run directory)", dir.display());
+        }
+        Self::from_toml_file(&saved)
     }
 }

@@ -8,7 +8,7 @@ use super::run_dir::{
 use super::{clip_grad_norm, clip_grad_value, global_grad_norm, Optimizer};
 use crate::checkpoint::{load, save_tensors, save_varmap};
 use crate::device::parse_device;
-use crate::models::{parameter_count, ForwardOptions, SeqModel, SeqModelConfig};
+use crate::models::{parameter_count, ForwardOptions, RecurrentState, SeqModel, SeqModelConfig};
 use crate::probe::{measure, LossKind, ProbeRecord};
 use crate::tasks::{Batch, Metrics, Task};
 use anyhow::{bail, Context, Result};
@@ -68,7 +68,7 @@ pub fn eval_set(task: &dyn Task, size: usize, batch: usize, device: &Device) -> 
     let mut left = size;
     while left > 0 {
         let n = left.min(batch);
-        out.push(task.batch(n, &mut rng, device)?);
+        out.push(task.eval_batch(n, &mut rng, device)?);
         left -= n;
     }
     Ok(out)
@@ -89,8 +89,10 @@ pub fn evaluate(model: &SeqModel, task: &dyn Task, set: &[Batch]) -> Result<Metr
         total.loss += m.loss * w;
         add(&mut total.accuracy, m.accuracy, w);
         add(&mut total.mse, m.mse, w);
+        add(&mut total.bits_per_char, m.bits_per_char, w);
         n += w;
     }
+    total.bits_per_char = total.bits_per_char.map(|v| v / n);
     total.loss /= n;
     total.accuracy = total.accuracy.map(|v| v / n);
     total.mse = total.mse.map(|v| v / n);
@@ -107,6 +109,8 @@ struct LoopState {
     lr_scale: f64,
     /// Steps whose loss or gradient was NaN/Inf (skipped or rolled back).
     nonfinite_events: u64,
+    /// --tbptt: the hidden state carried into the next batch.
+    carried: Option<RecurrentState>,
 }
 
 /// Trains as `cfg` says, writing the run directory `opts.out`. Call it on a thread with a deep
@@ -114,7 +118,7 @@ struct LoopState {
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
     cfg.validate()?;
     let device = parse_device(&cfg.device)?;
-    let task = cfg.build_task()?;
+    let task = cfg.build_task_in(opts.resume.then_some(opts.out.as_path()))?;
     let model_cfg = cfg.model_config(task.as_ref());
     let dir = RunDir::new(&opts.out);
     if !opts.resume && dir.holds_a_run() {
@@ -146,6 +150,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
         std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
         crate::checkpoint::write_atomic(&dir.path(CONFIG), cfg.to_toml()?.as_bytes())?;
         dir.write_json(MODEL_CONFIG, &model_cfg)?;
+        task.save_artifacts(&opts.out)?;
         let fresh = LoopState { lr_scale: 1.0, ..LoopState::default() };
         // Step 0 is a good state to roll back to before the first evaluation.
         save_checkpoint(&dir, &varmap, &named, &optimizer, &fresh)?;
@@ -181,14 +186,21 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
 
     while step < cfg.steps {
         let lr = schedule.lr_at(step) * state.lr_scale;
-        let mut rng = StdRng::seed_from_u64(derive_seed(cfg.seed, step, 1));
-        let batch = task.batch(cfg.batch, &mut rng, &device)?;
+        let batch = if cfg.tbptt {
+            if step.is_multiple_of(task.sequential_period(cfg.batch)) {
+                state.carried = None; // the streams start over
+            }
+            task.sequential_batch(cfg.batch, step, &device)?.context("this task has no sequential batches")?
+        } else {
+            task.batch(cfg.batch, &mut StdRng::seed_from_u64(derive_seed(cfg.seed, step, 1)), &device)?
+        };
         let fwd = ForwardOptions {
             train: true,
             dropout_seed: derive_seed(cfg.seed, step, 2),
             record_state_grads: false,
         };
-        let out = model.forward(&batch.inputs, None, &fwd)?;
+        let out = model.forward(&batch.inputs, state.carried.as_ref(), &fwd)?;
+        let next_carried = if cfg.tbptt { out.state.as_ref().map(RecurrentState::detach) } else { None };
         let loss = task.loss(&out.outputs, &batch)?;
         let loss_value = loss.to_scalar::<f32>()? as f64;
         let mut grads = loss.backward()?;
@@ -248,6 +260,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
         }
         optimizer.step(&grads, lr)?;
         drop((grads, loss, out));
+        state.carried = next_carried;
         step += 1;
         if cfg.probe_every.is_some_and(|n| step.is_multiple_of(n)) {
             record_probe(step)?;
@@ -271,6 +284,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
                 eval_loss: metrics.loss,
                 eval_accuracy: metrics.accuracy,
                 eval_mse: metrics.mse,
+                eval_bpc: metrics.bits_per_char,
                 grad_norm: norm_sum / since as f64,
                 lr,
                 elapsed_seconds: elapsed,
@@ -325,6 +339,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
         eval_loss: metrics.loss,
         eval_accuracy: metrics.accuracy,
         eval_mse: metrics.mse,
+        eval_bpc: metrics.bits_per_char,
         baseline: task.baseline(),
         solved: task.solved(&metrics) || state.steps_to_solve.is_some(),
         steps_to_solve: state.steps_to_solve,
@@ -374,6 +389,10 @@ fn save_checkpoint(
     let mut tensors: Vec<(String, Tensor)> =
         named.iter().map(|(n, v)| (format!("model.{n}"), v.as_tensor().clone())).collect();
     tensors.extend(optimizer.state_tensors()?.into_iter().map(|(n, t)| (format!("optim.{n}"), t)));
+    if let Some(carried) = &state.carried {
+        tensors.push(("tbptt.h".into(), carried.h.clone()));
+        tensors.extend(carried.c.clone().map(|c| ("tbptt.c".to_string(), c)));
+    }
     let meta = BTreeMap::from([
         ("format".to_string(), "gradscope-checkpoint-1".to_string()),
         ("step".to_string(), state.step.to_string()),
@@ -461,5 +480,9 @@ fn restore(
         steps_to_solve: meta("steps_to_solve").parse().ok(),
         lr_scale: meta("lr_scale").parse().unwrap_or(1.0),
         nonfinite_events: meta("nonfinite_events").parse().unwrap_or(0),
+        carried: loaded
+            .tensors
+            .get("tbptt.h")
+            .map(|h| RecurrentState { h: h.clone(), c: loaded.tensors.get("tbptt.c").cloned() }),
     })
 }

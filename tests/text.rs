@@ -1,0 +1,261 @@
+//! Language modelling end to end: corpora, tokenizers, stateful TBPTT, resume, sampling, and
+//! bad input. Uses ../shared/data/tinyshakespeare.txt when present, else generated text.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn gradscope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gradscope")).args(args).output().expect("run gradscope")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gradscope-text-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A corpus: the shared tiny Shakespeare, or 40 kB of generated verse.
+fn corpus(dir: &Path) -> PathBuf {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tinyshakespeare.txt");
+    if shared.exists() {
+        return shared;
+    }
+    let words =
+        ["thou", "art", "the", "king", "of", "night", "and", "my", "lord", "speak", "hear", "me", "now"];
+    let mut state = 12345u64;
+    let mut text = String::new();
+    while text.len() < 40_000 {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        text.push_str(words[(state >> 33) as usize % words.len()]);
+        text.push(if (state >> 20) % 9 == 0 { '\n' } else { ' ' });
+    }
+    let path = dir.join("generated.txt");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn metric_values(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!("{} {} {} {}", v["step"], v["train_loss"], v["eval_loss"], v["eval_bpc"])
+        })
+        .collect()
+}
+
+#[test]
+fn stateful_tbptt_resumes_exactly_and_samples() {
+    let dir = tempdir("tbptt");
+    let corpus = corpus(&dir);
+    let base = [
+        "train",
+        "--task",
+        "text",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--model",
+        "lstm",
+        "--layers",
+        "2",
+        "--hidden",
+        "24",
+        "--seq-len",
+        "16",
+        "--batch",
+        "4",
+        "--tbptt",
+        "--eval-every",
+        "5",
+        "--eval-size",
+        "8",
+        "--quiet",
+    ];
+    let (straight, split) = (dir.join("straight"), dir.join("split"));
+    let run = |steps: &str, out: &Path| {
+        let mut a = base.to_vec();
+        a.extend(["--steps", steps, "--out", out.to_str().unwrap()]);
+        let o = gradscope(&a);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    run("20", &straight);
+    run("10", &split);
+    let o = gradscope(&["train", "--resume", split.to_str().unwrap(), "--steps", "20", "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (a, b) = (metric_values(&straight), metric_values(&split));
+    assert_eq!(a.len(), 4);
+    assert_eq!(a, b, "a resumed TBPTT run (carried state included) must replay the straight one");
+    assert!(a[0].split(' ').nth(3).unwrap().parse::<f64>().unwrap() > 0.0, "bits per char are reported");
+
+    let o = gradscope(&[
+        "sample",
+        "--run",
+        straight.to_str().unwrap(),
+        "--prompt",
+        "the",
+        "--tokens",
+        "40",
+        "--seed",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.starts_with("the") && text.trim_end().chars().count() >= 40, "{text:?}");
+    let again = gradscope(&[
+        "sample",
+        "--run",
+        straight.to_str().unwrap(),
+        "--prompt",
+        "the",
+        "--tokens",
+        "40",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), text, "seeded sampling is reproducible");
+}
+
+#[test]
+fn bpe_gpt_run_saves_a_loadable_tokenizer_and_samples() {
+    let dir = tempdir("bpe");
+    let corpus = corpus(&dir);
+    let out = dir.join("bpe");
+    let o = gradscope(&[
+        "train",
+        "--task",
+        "text",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--model",
+        "gpt",
+        "--layers",
+        "2",
+        "--heads",
+        "2",
+        "--hidden",
+        "32",
+        "--seq-len",
+        "24",
+        "--batch",
+        "4",
+        "--vocab-size",
+        "300",
+        "--steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--eval-size",
+        "4",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let tok: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tokenizer.json")).unwrap()).unwrap();
+    assert_eq!(tok["model"]["type"], "BPE", "a Hugging Face tokenizer.json");
+    let o = gradscope(&["sample", "--run", out.to_str().unwrap(), "--prompt", "the king", "--tokens", "10"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // The saved tokenizer can be reused, and one that does not match a model is refused.
+    let reuse = dir.join("reuse");
+    let o = gradscope(&[
+        "train",
+        "--task",
+        "text",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--model",
+        "rnn",
+        "--hidden",
+        "8",
+        "--seq-len",
+        "8",
+        "--batch",
+        "2",
+        "--steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--eval-size",
+        "2",
+        "--quiet",
+        "--tokenizer",
+        out.join("tokenizer.json").to_str().unwrap(),
+        "--out",
+        reuse.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let chars = dir.join("chars");
+    let o = gradscope(&[
+        "train",
+        "--task",
+        "text",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--model",
+        "rnn",
+        "--hidden",
+        "8",
+        "--seq-len",
+        "8",
+        "--batch",
+        "2",
+        "--steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--eval-size",
+        "2",
+        "--quiet",
+        "--out",
+        chars.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::remove_file(chars.join("chars.json")).unwrap();
+    std::fs::copy(out.join("tokenizer.json"), chars.join("tokenizer.json")).unwrap();
+    let o = gradscope(&["sample", "--run", chars.to_str().unwrap(), "--tokens", "5"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("do not belong together"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_corpora_exit_2_with_the_reason_and_leave_no_run() {
+    let dir = tempdir("bad");
+    std::fs::write(dir.join("empty.txt"), "").unwrap();
+    std::fs::write(dir.join("latin1.txt"), b"caf\xe9").unwrap();
+    std::fs::write(dir.join("short.txt"), "to be or not to be").unwrap();
+    let cases: &[(&str, &str)] = &[
+        ("missing.txt", "does not exist"),
+        ("empty.txt", "is empty"),
+        ("latin1.txt", "not UTF-8"),
+        ("short.txt", "too short for --seq-len 64"),
+    ];
+    for (file, needle) in cases {
+        let out = dir.join(format!("run-{file}"));
+        let o = gradscope(&[
+            "train",
+            "--task",
+            "text",
+            "--corpus",
+            dir.join(file).to_str().unwrap(),
+            "--seq-len",
+            "64",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{file}");
+        assert!(stderr(&o).contains(needle), "{file}: {}", stderr(&o));
+        assert!(!out.join("summary.json").exists());
+    }
+    let o = gradscope(&["train", "--task", "text", "--out", dir.join("x").to_str().unwrap()]);
+    assert!(stderr(&o).contains("needs --corpus"), "{}", stderr(&o));
+    let o = gradscope(&["train", "--task", "adding", "--tbptt", "--out", dir.join("y").to_str().unwrap()]);
+    assert!(stderr(&o).contains("--tbptt applies to --task text"), "{}", stderr(&o));
+}
