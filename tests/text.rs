@@ -32,7 +32,7 @@ fn corpus(dir: &Path) -> PathBuf {
     while text.len() < 40_000 {
         state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         text.push_str(words[(state >> 33) as usize % words.len()]);
-        text.push(if (state >> 20) % 9 == 0 { '\n' } else { ' ' });
+        text.push(if (state >> 20).is_multiple_of(9) { '\n' } else { ' ' });
     }
     let path = dir.join("generated.txt");
     std::fs::write(&path, text).unwrap();
