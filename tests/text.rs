@@ -259,3 +259,19 @@ fn bad_corpora_exit_2_with_the_reason_and_leave_no_run() {
     let o = gradscope(&["train", "--task", "adding", "--tbptt", "--out", dir.join("y").to_str().unwrap()]);
     assert!(stderr(&o).contains("--tbptt applies to --task text"), "{}", stderr(&o));
 }
+
+#[test]
+fn data_command_verifies_a_present_corpus_without_the_network() {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tinyshakespeare.txt");
+    if !shared.exists() {
+        return; // nothing to verify offline; the download path needs the network
+    }
+    let dir = tempdir("data");
+    std::fs::copy(&shared, dir.join("tinyshakespeare.txt")).unwrap();
+    let o = gradscope(&["data", "tinyshakespeare", "--dir", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("checksum matches"));
+    let o = gradscope(&["data", "wikitext", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown dataset"));
+}

@@ -4,6 +4,7 @@
 //! the full cause chain on stderr; 130 when Ctrl-C stopped training after writing a checkpoint.
 
 mod bench;
+mod data;
 mod grad;
 mod plot;
 mod sample;
@@ -35,6 +36,8 @@ enum Command {
     Plot(plot::PlotArgs),
     /// Generate text from a trained language model, streaming to stdout.
     Sample(sample::SampleArgs),
+    /// Download a corpus (the only command that uses the network): tinyshakespeare.
+    Data(data::DataArgs),
     /// Merge finished runs or bench shards into one report.
     Report(bench::ReportArgs),
 }
@@ -54,6 +57,7 @@ pub fn main() -> ExitCode {
         Command::Grad(args) => grad::run(*args),
         Command::Plot(args) => plot::run(args),
         Command::Sample(args) => sample::run(args),
+        Command::Data(args) => data::run(args),
         Command::Report(args) => bench::report(args),
     });
     match result {
