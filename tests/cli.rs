@@ -359,3 +359,72 @@ fn nonfinite_values_stop_skip_or_roll_back_and_never_reach_a_checkpoint() {
         .collect();
     assert!(lr.iter().all(|&v| v < 0.2 * 0.25 + 1e-12), "{lr:?}");
 }
+
+/// `kill -9` at an arbitrary moment leaves the last complete checkpoint loadable, and resuming
+/// reproduces the uninterrupted run's metrics value for value.
+#[test]
+fn kill_9_then_resume_matches_the_straight_run() {
+    let dir = tempdir("kill");
+    let (straight, killed) = (dir.join("straight"), dir.join("killed"));
+    let args = |steps: &'static str, out: &Path| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "train",
+            "--task",
+            "adding",
+            "--seq-len",
+            "20",
+            "--model",
+            "lstm",
+            "--hidden",
+            "16",
+            "--batch",
+            "8",
+            "--eval-every",
+            "10",
+            "--eval-size",
+            "16",
+            "--clip",
+            "1",
+            "--seed",
+            "7",
+            "--quiet",
+            "--steps",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.push(steps.into());
+        a.extend(["--out".to_string(), out.to_str().unwrap().to_string()]);
+        a
+    };
+    let o = Command::new(env!("CARGO_BIN_EXE_gradscope")).args(args("200", &straight)).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gradscope"))
+        .args(args("200", &killed))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = killed.join("metrics.jsonl");
+    let started = std::time::Instant::now();
+    loop {
+        let lines = std::fs::read_to_string(&metrics).map(|t| t.lines().count()).unwrap_or(0);
+        if lines >= 10 || started.elapsed().as_secs() > 60 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!killed.join("summary.json").exists(), "the killed run must not look finished");
+    let ckpt = gradscope::checkpoint::load(&killed.join("checkpoint.safetensors"), &candle_core::Device::Cpu)
+        .expect("the last complete checkpoint loads");
+    let at: u64 = ckpt.metadata["step"].parse().unwrap();
+    assert!(at >= 90, "checkpoint at step {at}");
+
+    let o = gradscope(&["train", "--resume", killed.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(metric_values(&straight), metric_values(&killed));
+    assert_eq!(metric_values(&killed).len(), 20);
+}
