@@ -149,7 +149,7 @@ impl SeqModelConfig {
         };
         // Sub-seeds keep the backbone's draw independent of the readout's size.
         let mut out = Vec::new();
-        let mut rng = Initializer::new(seed ^ 0x5EED_0F_4EAD);
+        let mut rng = Initializer::new(seed ^ 0x005E_ED0F_4EAD);
         if let Some(r) = self.recurrent() {
             out.extend(nest("rnn", r.init_tensors(seed, device)?));
             // torch.nn.Linear's default: weight and bias ~ U(±1/√fan_in).
