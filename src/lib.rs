@@ -7,10 +7,12 @@
 //! - [`checkpoint`]: atomic safetensors save/load with PyTorch `state_dict` names.
 //! - [`train`]: PyTorch's optimiser rules, gradient clipping and learning-rate schedules.
 //! - [`device`]: run-time device selection (`cpu`, `cuda`, `cuda:N`, `metal`).
+//! - [`kernels`]: fused whole-sequence CPU kernels for the recurrent layers (forward and BPTT).
 //! - [`util`]: tensor helpers shared by the models (time unbinding, deep-graph stack).
 
 pub mod checkpoint;
 pub mod device;
+pub mod kernels;
 pub mod models;
 pub mod tasks;
 pub mod train;
