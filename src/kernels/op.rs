@@ -4,8 +4,9 @@
 //! stack near T ≈ 7,000 and spends most of its time in allocation and dispatch. Here the forward
 //! time loop and BPTT run on raw f32 slices (`rnn.rs`, `lstm.rs`, `gru.rs`), so a layer is one
 //! node whatever T is, and ∂L/∂h_t (∂L/∂c_t) of every step falls out of BPTT for free.
+//! The op takes the layer's input x rather than its projection W_ih x: see `layer.rs` for why.
 
-use super::{gru, lstm, rnn, Dims, Grads};
+use super::{gru, lstm, rnn, Dims, Grads, Saved};
 use crate::models::CellKind;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Storage, Tensor};
 use std::sync::{Arc, Mutex};
@@ -30,20 +31,24 @@ impl StateGradSlots {
 struct FusedLayer {
     cell: CellKind,
     dims: Dims,
-    /// Whether anything will differentiate the result: otherwise the gate activations are not kept.
+    /// Whether anything will differentiate the result: otherwise nothing is kept for backward.
     save: bool,
-    /// What backward needs beyond the result: LSTM gates or GRU [r | z | n | hw_n], (B, T, 4H).
-    saved: Mutex<Option<Vec<f32>>>,
+    /// What backward needs beyond the result and the arguments.
+    saved: Mutex<Saved>,
     slots: Option<StateGradSlots>,
 }
 
-/// The result's shape: (B, T, H), or (2, B, T, H) = [h; c] for LSTM.
-fn result_shape(cell: CellKind, Dims { b, t, h }: Dims) -> Shape {
+/// The result's shape: (B, T, H), or (B·T + B, H) = [h_t; c_{T-1}] for LSTM.
+fn result_shape(cell: CellKind, Dims { b, t, h, .. }: Dims) -> Shape {
     if cell.has_cell_state() {
-        Shape::from((2, b, t, h))
+        Shape::from((b * t + b, h))
     } else {
         Shape::from((b, t, h))
     }
+}
+
+fn poisoned<T>(_: T) -> candle_core::Error {
+    candle_core::Error::Msg("fused recurrent kernel: a lock was poisoned by an earlier panic".into())
 }
 
 fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -79,21 +84,22 @@ impl CustomOp3 for FusedLayer {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (xw, w, state) =
-            (cpu_slice(s1, l1, "xw")?, cpu_slice(s2, l2, "weight")?, cpu_slice(s3, l3, "state")?);
+        let x = cpu_slice(s1, l1, "x")?;
+        let w = cpu_slice(s2, l2, "weight")?;
+        let state = cpu_slice(s3, l3, "state")?;
         let d = self.dims;
         let (out, saved) = match self.cell {
-            CellKind::Rnn(act) => (rnn::forward(act, d, xw, w, state), None),
-            CellKind::Lstm => lstm::forward(d, xw, w, state, self.save),
-            CellKind::Gru => gru::forward(d, xw, w, state, self.save),
+            CellKind::Rnn(act) => (rnn::forward(act, d, x, w, state), Saved::Nothing),
+            CellKind::Lstm => lstm::forward(d, x, w, state, self.save),
+            CellKind::Gru => gru::forward(d, x, w, state, self.save),
         };
-        *self.saved.lock().map_err(|_| candle_core::Error::Msg("fused saved state poisoned".into()))? = saved;
+        *self.saved.lock().map_err(poisoned)? = saved;
         Ok((CpuStorage::F32(out), result_shape(self.cell, d)))
     }
 
     fn bwd(
         &self,
-        xw: &Tensor,
+        x: &Tensor,
         w: &Tensor,
         state: &Tensor,
         res: &Tensor,
@@ -101,102 +107,119 @@ impl CustomOp3 for FusedLayer {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let d = self.dims;
         let grad_res = grad_res.to_dtype(DType::F32)?.contiguous()?;
+        // Read guards on the storages: the slices are borrowed, not copied.
         let (g_st, g_l) = grad_res.storage_and_layout();
         let (o_st, o_l) = res.storage_and_layout();
+        let (x_st, x_l) = x.storage_and_layout();
         let (w_st, w_l) = w.storage_and_layout();
         let (s_st, s_l) = state.storage_and_layout();
         let grad = storage_slice(&g_st, g_l, "the result's gradient")?;
         let out = storage_slice(&o_st, o_l, "the result")?;
+        let xv = storage_slice(&x_st, x_l, "x")?;
         let wv = storage_slice(&w_st, w_l, "weight")?;
         let sv = storage_slice(&s_st, s_l, "state")?;
-        let saved =
-            self.saved.lock().map_err(|_| candle_core::Error::Msg("fused saved state poisoned".into()))?;
-        let need_saved = || match saved.as_deref() {
-            Some(s) => Ok(s),
-            None => bail!("{}: the forward pass kept nothing for backward", self.name()),
-        };
+        let saved = self.saved.lock().map_err(poisoned)?;
+        let need_dx = x.track_op();
         // Taps cost one (B, T, H) buffer each and a row copy per step; without them, nothing.
         let bth = d.b * d.t * d.h;
         let mut tap_h = self.slots.as_ref().map(|_| vec![0f32; bth]);
         let mut tap_c = self.slots.as_ref().and_then(|s| s.c.as_ref()).map(|_| vec![0f32; bth]);
-        let grads: Grads = match self.cell {
-            CellKind::Rnn(act) => rnn::backward(act, d, grad, out, wv, sv, tap_h.as_deref_mut()),
-            CellKind::Lstm => {
-                let taps = tap_h.as_deref_mut().zip(tap_c.as_deref_mut());
-                lstm::backward(d, grad, out, need_saved()?, wv, sv, taps)
+        let grads: Grads = match (self.cell, &*saved) {
+            (CellKind::Rnn(act), _) => {
+                rnn::backward(act, d, grad, out, xv, wv, sv, need_dx, tap_h.as_deref_mut())
             }
-            CellKind::Gru => gru::backward(d, grad, out, need_saved()?, wv, sv, tap_h.as_deref_mut()),
+            (CellKind::Lstm, Saved::Lstm { gates, cells }) => {
+                let taps = tap_h.as_deref_mut().zip(tap_c.as_deref_mut());
+                lstm::backward(d, grad, out, (gates, cells), xv, wv, sv, need_dx, taps)
+            }
+            (CellKind::Gru, Saved::Gru { gates, hn }) => {
+                gru::backward(d, grad, out, (gates, hn), xv, wv, sv, need_dx, tap_h.as_deref_mut())
+            }
+            _ => bail!("{}: the forward pass kept nothing for backward", self.name()),
         };
         if let Some(slots) = &self.slots {
-            let dev = xw.device();
-            deposit(&slots.h, tap_h, d, dev)?;
+            deposit(&slots.h, tap_h, d, x.device())?;
             if let Some(c) = &slots.c {
-                deposit(c, tap_c, d, dev)?;
+                deposit(c, tap_c, d, x.device())?;
             }
         }
-        let wrap = |v: Vec<f32>, like: &Tensor| -> Result<Option<Tensor>> {
-            Ok(if like.track_op() { Some(Tensor::from_vec(v, like.shape(), like.device())?) } else { None })
+        let wrap = |v: Option<Vec<f32>>, like: &Tensor| -> Result<Option<Tensor>> {
+            match v {
+                Some(v) if like.track_op() => Ok(Some(Tensor::from_vec(v, like.shape(), like.device())?)),
+                _ => Ok(None),
+            }
         };
-        Ok((wrap(grads.dxw, xw)?, wrap(grads.dw, w)?, wrap(grads.dstate, state)?))
+        Ok((wrap(grads.dx, x)?, wrap(Some(grads.dw), w)?, wrap(Some(grads.dstate), state)?))
     }
 }
 
-fn deposit(slot: &Slot, v: Option<Vec<f32>>, Dims { b, t, h }: Dims, dev: &Device) -> Result<()> {
+fn deposit(slot: &Slot, v: Option<Vec<f32>>, Dims { b, t, h, .. }: Dims, dev: &Device) -> Result<()> {
     if let Some(v) = v {
-        let tensor = Tensor::from_vec(v, (b, t, h), dev)?;
-        *slot.lock().map_err(|_| candle_core::Error::Msg("state-gradient slot poisoned".into()))? =
-            Some(tensor);
+        *slot.lock().map_err(poisoned)? = Some(Tensor::from_vec(v, (b, t, h), dev)?);
     }
     Ok(())
 }
 
+/// The weight argument of [`fused_layer`]: [W_ih | W_hh | b_ih | b_hh], (G·H, I + H + 2), from
+/// PyTorch's layouts W_ih (G·H, I), W_hh (G·H, H), b_ih and b_hh (G·H,). Differentiable: the
+/// op's gradient flows back to the four parameters.
+pub fn pack_weights(w_ih: &Tensor, w_hh: &Tensor, b_ih: &Tensor, b_hh: &Tensor) -> Result<Tensor> {
+    Tensor::cat(&[w_ih, w_hh, &b_ih.unsqueeze(1)?, &b_hh.unsqueeze(1)?], 1)
+}
+
 /// One layer of `cell` over a whole sequence, as one autograd node.
 ///
-/// - `xw` (B, T, G·H): the input projection W_ih x_t + bias of every step. For RNN and LSTM
-///   `bias` = b_ih + b_hh; for GRU only b_ih, since b_hn sits inside the reset product.
-/// - `weight`: W_hh (G·H, H) in PyTorch's layout; for GRU [W_hh | b_hh] (3H, H+1).
+/// - `x` (B, T, I): the layer's input.
+/// - `weight` (G·H, I + H + 2): [W_ih | W_hh | b_ih | b_hh], see [`pack_weights`].
 /// - `state`: h0 (B, H); for LSTM [h0; c0] (2, B, H).
 ///
-/// Returns the hidden states (B, T, H); for LSTM (2, B, T, H) = [h_t; c_t]. CPU and f32 only.
+/// Returns the hidden states (B, T, H); for LSTM (B·T + B, H): the first B·T rows are h_t in
+/// batch-first order (reshape them to (B, T, H)), the last B rows c_{T-1}. CPU and f32 only.
 /// With `slots`, the backward pass deposits ∂L/∂h_t (and ∂L/∂c_t, the gradient of a zero added
 /// to c_t before h_t is formed) of every step there, as (B, T, H) tensors.
 pub fn fused_layer(
     cell: CellKind,
-    xw: &Tensor,
+    x: &Tensor,
     weight: &Tensor,
     state: &Tensor,
     slots: Option<&StateGradSlots>,
 ) -> Result<Tensor> {
-    let (b, t, gh) = xw.dims3()?;
+    let (b, t, i) = x.dims3()?;
+    let (gh, cols) = weight.dims2()?;
     let g = cell.gates();
     let h = gh / g;
-    let w_cols = if cell == CellKind::Gru { h + 1 } else { h };
+    if gh % g != 0 || h == 0 || t == 0 || b == 0 || cols != i + h + 2 {
+        bail!(
+            "fused {cell}: x {:?} and weight {:?} do not fit (B ≥ 1, T ≥ 1, I) and ({g}·H, I + H + 2)",
+            x.dims(),
+            weight.dims()
+        );
+    }
     let state_dims: &[usize] = if cell.has_cell_state() { &[2, b, h] } else { &[b, h] };
-    if gh % g != 0 || h == 0 || t == 0 || b == 0 {
-        bail!("fused {cell}: xw has shape {:?}, expected (B ≥ 1, T ≥ 1, {g}·H)", xw.dims());
-    }
-    if weight.dims() != [gh, w_cols] {
-        bail!("fused {cell}: weight has shape {:?}, expected ({gh}, {w_cols})", weight.dims());
-    }
     if state.dims() != state_dims {
         bail!("fused {cell}: state has shape {:?}, expected {state_dims:?}", state.dims());
     }
-    for (what, x) in [("xw", xw), ("weight", weight), ("state", state)] {
-        if !x.device().is_cpu() || x.dtype() != DType::F32 {
+    for (what, v) in [("x", x), ("weight", weight), ("state", state)] {
+        if !v.device().is_cpu() || v.dtype() != DType::F32 {
             bail!(
                 "fused {cell}: {what} is {:?} on {:?}; the fused kernels need f32 on the CPU",
-                x.dtype(),
-                x.device()
+                v.dtype(),
+                v.device()
             );
         }
     }
-    let save = xw.track_op() || weight.track_op() || state.track_op();
-    let op =
-        FusedLayer { cell, dims: Dims { b, t, h }, save, saved: Mutex::new(None), slots: slots.cloned() };
-    let (xw, weight, state) = (xw.contiguous()?, weight.contiguous()?, state.contiguous()?);
+    let save = x.track_op() || weight.track_op() || state.track_op();
+    let op = FusedLayer {
+        cell,
+        dims: Dims { b, t, h, i },
+        save,
+        saved: Mutex::new(Saved::Nothing),
+        slots: slots.cloned(),
+    };
+    let (x, weight, state) = (x.contiguous()?, weight.contiguous()?, state.contiguous()?);
     if save {
-        xw.apply_op3(&weight, &state, op)
+        x.apply_op3(&weight, &state, op)
     } else {
-        xw.apply_op3_no_bwd(&weight, &state, &op)
+        x.apply_op3_no_bwd(&weight, &state, &op)
     }
 }

@@ -1,11 +1,11 @@
-//! Elman RNN over a whole sequence: h_t = act(xw_t + W_hh h_{t-1}), xw_t already holding
-//! W_ih x_t + b_ih + b_hh.
+//! Elman RNN over a whole sequence: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh).
 //!
 //! Nothing is saved for backward: every activation's derivative is a function of its output
 //! (tanh' = 1 − h², sigmoid' = h(1 − h), relu' = [h > 0], linear' = 1), and the output is the
 //! op's result, which candle hands back to `bwd`.
 
 use super::gemm::{matmul, weight_grad, View, STEP};
+use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, Packed};
 use super::math::{sigmoid_in_place, tanh_in_place};
 use super::{Dims, Grads};
 use crate::models::Nonlinearity;
@@ -30,25 +30,24 @@ fn times_derivative(act: Nonlinearity, d: &mut [f32], y: &[f32]) {
     }
 }
 
-/// Returns the outputs (B, T, H).
-pub fn forward(act: Nonlinearity, dims: Dims, xw: &[f32], w: &[f32], h0: &[f32]) -> Vec<f32> {
-    let Dims { b, t, h } = dims;
-    let mut out = vec![0f32; b * t * h]; // (B, T, H)
-    let mut pre = vec![0f32; b * h]; // (B, H)
-    let w_t = View::dense(0, h, h).t(); // W_hhᵀ
+/// Returns the outputs (B, T, H). `w` is the packed [W_ih | W_hh | b_ih | b_hh].
+pub fn forward(act: Nonlinearity, d: Dims, x: &[f32], w: &[f32], h0: &[f32]) -> Vec<f32> {
+    let Dims { b, t, h, .. } = d;
+    let p = Packed::new(d, 1);
+    // Pre-activations x W_ihᵀ + b_ih + b_hh, turned into the outputs in place step by step.
+    let mut out = project_inputs(d, p, x, w, true); // (B, T, H)
+    let mut rec = vec![0f32; b * h]; // (B, H): W_hh h_{t-1}
+    let w_t = p.w_hh().t();
     for step in 0..t {
-        for k in 0..b {
-            pre[k * h..][..h].copy_from_slice(&xw[(k * t + step) * h..][..h]);
-        }
         let (src, hv) = if step == 0 {
             (h0, View::dense(0, b, h))
         } else {
             (&out[..], View::rows((step - 1) * h, b, h, t * h))
         };
-        matmul(&mut pre, View::dense(0, b, h), true, src, hv, w, w_t, STEP);
+        matmul(&mut rec, View::dense(0, b, h), false, src, hv, w, w_t, STEP);
         for k in 0..b {
             let row = &mut out[(k * t + step) * h..][..h];
-            row.copy_from_slice(&pre[k * h..][..h]);
+            row.iter_mut().zip(&rec[k * h..][..h]).for_each(|(o, r)| *o += r);
             activate(act, row);
         }
     }
@@ -56,19 +55,23 @@ pub fn forward(act: Nonlinearity, dims: Dims, xw: &[f32], w: &[f32], h0: &[f32])
 }
 
 /// BPTT. `grad` and `out` are (B, T, H); `tap_h`, when given, receives ∂L/∂h_t (B, T, H).
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
     act: Nonlinearity,
-    dims: Dims,
+    d: Dims,
     grad: &[f32],
     out: &[f32],
+    x: &[f32],
     w: &[f32],
     h0: &[f32],
+    need_dx: bool,
     mut tap_h: Option<&mut [f32]>,
 ) -> Grads {
-    let Dims { b, t, h } = dims;
-    let mut dxw = vec![0f32; b * t * h]; // (B, T, H): ∂L/∂(pre-activation) = ∂L/∂xw
+    let Dims { b, t, h, .. } = d;
+    let p = Packed::new(d, 1);
+    let mut dxw = vec![0f32; b * t * h]; // (B, T, H): ∂L/∂(pre-activation)
     let mut dh = vec![0f32; b * h]; // (B, H): into h_t from step t + 1, then the total
-    let w_v = View::dense(0, h, h);
+    let w_v = p.w_hh();
     for step in (0..t).rev() {
         if step + 1 < t {
             let next = View::rows((step + 1) * h, b, h, t * h);
@@ -88,7 +91,10 @@ pub fn backward(
     }
     let mut dh0 = vec![0f32; b * h]; // (B, H)
     matmul(&mut dh0, View::dense(0, b, h), false, &dxw, View::rows(0, b, h, t * h), w, w_v, STEP);
-    let mut dw = vec![0f32; h * h]; // (H, H)
-    weight_grad(&mut dw, View::dense(0, h, h), &dxw, 0, h, out, 0, h, h0, (b, t));
-    Grads { dxw, dw, dstate: dh0 }
+    let mut dw = vec![0f32; p.gh * p.ld()]; // packed (H, I + H + 2)
+    weight_grad(&mut dw, p.w_hh(), &dxw, 0, h, out, 0, h, h0, (b, t));
+    let dx = input_grads(d, p, x, w, &dxw, &mut dw, need_dx);
+    let db = column_sums(&dxw, b * t, h, 0, h);
+    set_bias_grads(&mut dw, p, &db, &db);
+    Grads { dx, dw, dstate: dh0 }
 }

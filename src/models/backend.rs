@@ -8,7 +8,7 @@
 
 use super::recurrent::CellKind;
 use super::taps::LayerTap;
-use crate::kernels::{fused_layer, StateGradSlots};
+use crate::kernels::{fused_layer, pack_weights, StateGradSlots};
 use candle_core::{bail, DType, Device, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -81,34 +81,34 @@ pub(super) fn recorded_tap(
 
 /// One layer on the fused path; returns (outputs (B, T, H), h_{T-1}, c_{T-1}) like `run_layer`.
 ///
-/// `xw` (B, T, G·H) already holds the input projection and biases (GRU: b_ih only);
-/// `w_hh_t` is W_hhᵀ (H, G·H), `b_hh` (G·H,), `h0`/`c0` (B, H).
+/// `w_ih_t` and `w_hh_t` are the transposed views (I, G·H) and (H, G·H) the autograd path uses;
+/// `b_ih`, `b_hh` (G·H,); `h0`/`c0` (B, H).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn run_fused(
     cell: CellKind,
-    xw: &Tensor,
-    w_hh_t: &Tensor,
-    b_hh: &Tensor,
+    input: &Tensor,
+    (w_ih_t, w_hh_t): (&Tensor, &Tensor),
+    (b_ih, b_hh): (&Tensor, &Tensor),
     h0: &Tensor,
     c0: Option<&Tensor>,
     slots: Option<&StateGradSlots>,
 ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-    let (_, t, _) = xw.dims3()?;
-    let w_hh = w_hh_t.t()?; // (G·H, H): PyTorch's layout, contiguous (w_hh_t is its transposed view)
-    let (weight, state) = match (cell, c0) {
-        // b_hn sits inside the reset product, so b_hh travels with W_hh as its last column.
-        (CellKind::Gru, _) => (Tensor::cat(&[&w_hh, &b_hh.unsqueeze(1)?], 1)?, h0.clone()), // (3H, H+1)
-        (CellKind::Lstm, Some(c0)) => (w_hh, Tensor::stack(&[h0, c0], 0)?),                 // (2, B, H)
+    let (b, t, _) = input.dims3()?;
+    // Back to PyTorch's layouts (contiguous: the views are transposes of them).
+    let weight = pack_weights(&w_ih_t.t()?, &w_hh_t.t()?, b_ih, b_hh)?; // (G·H, I + H + 2)
+    let state = match (cell, c0) {
+        (CellKind::Lstm, Some(c0)) => Tensor::stack(&[h0, c0], 0)?, // (2, B, H)
         (CellKind::Lstm, None) => bail!("an lstm layer needs an initial cell state"),
-        (CellKind::Rnn(_), _) => (w_hh, h0.clone()),
+        _ => h0.clone(),
     };
-    let out = fused_layer(cell, xw, &weight, &state, slots)?;
+    let out = fused_layer(cell, input, &weight, &state, slots)?;
     let last = |x: &Tensor| x.narrow(1, t - 1, 1)?.squeeze(1); // (B, H)
     if cell.has_cell_state() {
-        let (h, c) = (out.get(0)?, out.get(1)?); // each (B, T, H), contiguous
-        let (h_n, c_n) = (last(&h)?, last(&c)?);
-        Ok((h, h_n, Some(c_n)))
+        let hid = out.dim(1)?;
+        let h = out.narrow(0, 0, b * t)?.reshape((b, t, hid))?; // contiguous: no copy
+        let c_n = out.narrow(0, b * t, b)?; // (B, H)
+        Ok((h.clone(), last(&h)?, Some(c_n)))
     } else {
-        let h_n = last(&out)?;
-        Ok((out, h_n, None))
+        Ok((out.clone(), last(&out)?, None))
     }
 }

@@ -387,23 +387,6 @@ impl Recurrent {
         })
     }
 
-    /// The input projection of all steps as one large GEMM: (B, T, G·H). For RNN/LSTM both biases
-    /// fold in; GRU keeps b_hh apart because b_hn sits inside the reset-gate product.
-    fn input_projection(&self, w: &LayerWeights, input: &Tensor) -> Result<Tensor> {
-        let (b, t, n_in) = input.dims3()?;
-        let gh = self.config.cell.gates() * self.config.hidden_size;
-        let bias = match self.config.cell {
-            CellKind::Gru => w.b_ih.clone(),
-            _ => (&w.b_ih + &w.b_hh)?,
-        };
-        input
-            .contiguous()?
-            .reshape((b * t, n_in))?
-            .matmul(&w.w_ih_t)?
-            .broadcast_add(&bias)?
-            .reshape((b, t, gh)) // (B, T, G·H)
-    }
-
     /// [`Self::run_layer`] as one fused custom op; `slots` receive ∂L/∂h_t (∂L/∂c_t) in backward.
     fn run_layer_fused(
         &self,
@@ -413,8 +396,8 @@ impl Recurrent {
         c0: Option<&Tensor>,
         slots: Option<&StateGradSlots>,
     ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-        let xw = self.input_projection(w, input)?; // (B, T, G·H)
-        run_fused(self.config.cell, &xw, &w.w_hh_t, &w.b_hh, h0, c0, slots)
+        let weights = (&w.w_ih_t, &w.w_hh_t);
+        run_fused(self.config.cell, input, weights, (&w.b_ih, &w.b_hh), h0, c0, slots)
     }
 
     /// One layer over the whole sequence with per-op autograd; returns (outputs (B, T, H),
@@ -428,13 +411,27 @@ impl Recurrent {
         tap: Option<&LayerTap>,
     ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
         let cell = self.config.cell;
-        let xw = unbind(&self.input_projection(w, input)?, 1)?; // T × (B, G·H)
+        let (b, t, n_in) = input.dims3()?;
+        let gh = cell.gates() * self.config.hidden_size;
+        // The input projection of all steps is one large GEMM. For RNN/LSTM both biases fold in;
+        // GRU keeps b_hh apart because b_hn sits inside the reset-gate product.
+        let bias = match cell {
+            CellKind::Gru => w.b_ih.clone(),
+            _ => (&w.b_ih + &w.b_hh)?,
+        };
+        let xw = input
+            .contiguous()?
+            .reshape((b * t, n_in))?
+            .matmul(&w.w_ih_t)?
+            .broadcast_add(&bias)?
+            .reshape((b, t, gh))?; // (B, T, G·H)
+        let xw = unbind(&xw, 1)?; // T × (B, G·H)
         let tap_h = tap.map(|tp| unbind(tp.h_tensor(), 1)).transpose()?;
         let tap_c = tap.and_then(|tp| tp.c_tensor()).map(|c| unbind(c, 1)).transpose()?;
 
         let mut h = h0.clone();
         let mut c = c0.cloned();
-        let mut hs = Vec::with_capacity(xw.len());
+        let mut hs = Vec::with_capacity(t);
         for (step, xw_t) in xw.iter().enumerate() {
             let c_tap = tap_c.as_ref().map(|v| &v[step]);
             let (h_new, c_new) = match cell {
