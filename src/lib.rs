@@ -4,10 +4,17 @@
 //! The library is organised one concern per module:
 //! - [`models`]: `Rnn`, `Lstm`, `Gru` (PyTorch layout and names) and a nanoGPT-style `Gpt`, plus the
 //!   per-timestep state-gradient taps ([`models::StateTaps`]).
+//! - [`kernels`]: fused whole-sequence CPU kernels for the recurrent layers (forward and BPTT).
+//! - [`tasks`]: copy memory, the adding problem and language modelling, generated or read on the fly.
+//! - [`text`]: corpora and the character / BPE tokenizers.
+//! - [`train`]: PyTorch's optimiser rules, clipping, schedules and the training loop.
+//! - [`probe`]: ‖∂L/∂h_t‖ against distance, decay metrics, saturation statistics.
+//! - [`bench`]: benchmark suites and their reports.
+//! - [`plot`] and [`figures`]: PNG + SVG charts drawn from saved data.
+//! - [`generate`]: sampling from language models.
 //! - [`checkpoint`]: atomic safetensors save/load with PyTorch `state_dict` names.
-//! - [`train`]: PyTorch's optimiser rules, gradient clipping and learning-rate schedules.
 //! - [`device`]: run-time device selection (`cpu`, `cuda`, `cuda:N`, `metal`).
-//! - [`plot`]: PNG + SVG line charts (log axes over tens of decades) and heatmaps from saved data.
+//! - [`cli`]: the `gradscope` command line.
 //! - [`util`]: tensor helpers shared by the models (time unbinding, deep-graph stack).
 
 pub mod bench;
@@ -16,6 +23,7 @@ pub mod cli;
 pub mod device;
 pub mod figures;
 pub mod generate;
+pub mod kernels;
 pub mod models;
 pub mod plot;
 pub mod probe;

@@ -2,7 +2,9 @@
 //!
 //! Reads every `*.safetensors` in `tests/fixtures/` (or the directory in `GRADSCOPE_FIXTURES`) and
 //! checks every stored tensor at the fixtures' tolerance, |value - ref| <= 1e-5 + 1e-4·|ref|.
-//! All sizes come from the files. The references were made like this (see the fixtures' README):
+//! All sizes come from the files. Every recurrent fixture is checked on both backends (candle's
+//! per-op autograd and the fused CPU kernels). The references were made like this (see the
+//! fixtures' README):
 //!
 //! ```python
 //! rnn = nn.LSTM(I, H, num_layers=L, batch_first=True)        # weights from the file
@@ -15,7 +17,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use gradscope::checkpoint::{load, Loaded};
 use gradscope::models::{
-    register, CellKind, ForwardOptions, Gpt, GptConfig, Recurrent, RecurrentConfig, RecurrentState,
+    register, CellKind, ForwardOptions, Gpt, GptConfig, Recurrent, RecurrentBackend, RecurrentConfig,
+    RecurrentState,
 };
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -105,7 +108,10 @@ fn var(t: &Tensor) -> Var {
     Var::from_tensor(t).unwrap()
 }
 
-fn check_recurrent(file: &Loaded, kind: &str) -> Vec<String> {
+/// Every backend a recurrent model can run on the CPU.
+const BACKENDS: [RecurrentBackend; 2] = [RecurrentBackend::Autograd, RecurrentBackend::Fused];
+
+fn check_recurrent(file: &Loaded, kind: &str, backend: RecurrentBackend) -> Vec<String> {
     let mut ck = Checker::new(file);
     let cell: CellKind = kind.parse().unwrap();
     let input = var(&ck.input("input"));
@@ -125,7 +131,8 @@ fn check_recurrent(file: &Loaded, kind: &str) -> Vec<String> {
     let state = RecurrentState { h: h0.as_tensor().clone(), c: c0.as_ref().map(|c| c.as_tensor().clone()) };
 
     // Loss 1: outputs, final states and every gradient through candle's autograd.
-    let out = model.forward_seq(input.as_tensor(), Some(&state)).unwrap();
+    let opts = ForwardOptions { backend, ..Default::default() };
+    let out = model.forward_with(input.as_tensor(), Some(&state), &opts).unwrap();
     ck.compare("output", &out.output);
     ck.compare("h_n", &out.state.h);
     if let Some(c_n) = &out.state.c {
@@ -149,7 +156,7 @@ fn check_recurrent(file: &Loaded, kind: &str) -> Vec<String> {
     }
 
     // Loss 2: per-timestep ∂L2/∂h_t (and ∂L2/∂c_t) through the state taps.
-    let opts = ForwardOptions { record_state_grads: true, ..Default::default() };
+    let opts = ForwardOptions { record_state_grads: true, backend, ..Default::default() };
     let out = model.forward_with(input.as_tensor(), Some(&state), &opts).unwrap();
     let last = out.output.narrow(1, t - 1, 1).unwrap().squeeze(1).unwrap(); // (B, H)
     let loss2 = (last * ck.input("proj_last")).unwrap().sum_all().unwrap();
@@ -162,7 +169,7 @@ fn check_recurrent(file: &Loaded, kind: &str) -> Vec<String> {
         let c = state_grads.c.expect("lstm taps carry ∂L/∂c_t");
         ck.compare("dL2_dc", &c[l - 1]);
     }
-    ck.finish()
+    ck.finish().into_iter().map(|f| format!("[{backend}] {f}")).collect()
 }
 
 fn check_gpt(file: &Loaded) -> Vec<String> {
@@ -201,7 +208,7 @@ fn check_file(path: &Path) -> Vec<String> {
     let kind = file.metadata.get("kind").cloned().expect("fixture metadata has no 'kind'");
     match kind.as_str() {
         "gpt" => check_gpt(&file),
-        _ => check_recurrent(&file, &kind),
+        _ => BACKENDS.into_iter().flat_map(|backend| check_recurrent(&file, &kind, backend)).collect(),
     }
 }
 
@@ -234,6 +241,8 @@ fn a_swapped_gate_order_is_caught() {
     )
     .unwrap();
     file.tensors.insert("weight_hh_l0".into(), swapped);
-    let failures = check_recurrent(&file, "lstm");
-    assert!(failures.iter().any(|f| f.starts_with("output")), "{failures:?}");
+    for backend in BACKENDS {
+        let failures = check_recurrent(&file, "lstm", backend);
+        assert!(failures.iter().any(|f| f.starts_with(&format!("[{backend}] output"))), "{failures:?}");
+    }
 }

@@ -4,7 +4,8 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarMap;
 use gradscope::checkpoint::{load_into_varmap, save_varmap};
 use gradscope::models::{
-    register, ForwardOptions, GptConfig, InitScheme, Lstm, Nonlinearity, Recurrent, RecurrentConfig,
+    register, ForwardOptions, GptConfig, InitScheme, Lstm, Nonlinearity, Recurrent, RecurrentBackend,
+    RecurrentConfig,
 };
 use gradscope::util::with_deep_stack;
 use std::collections::BTreeMap;
@@ -131,14 +132,19 @@ fn dropout_is_active_in_training_only_and_seeded() {
 }
 
 /// candle's recursive graph walk overflows an 8 MiB stack near T ≈ 7,000; the deep-stack runner
-/// makes T = 10,000 forward + backward complete.
+/// makes T = 10,000 forward + backward complete on the per-op autograd path. (The fused path is
+/// one node per layer and needs no deep stack: see `tests/fused.rs`.)
 #[test]
 fn lstm_forward_backward_at_ten_thousand_steps() {
     let norms = with_deep_stack(|| {
         let cfg = RecurrentConfig::lstm(2, 16);
         let model: Recurrent = cfg.init(&VarMap::new(), "", 0, &Device::Cpu).unwrap();
         let x = randn(&[4, 10_000, 2], 3);
-        let opts = ForwardOptions { record_state_grads: true, ..Default::default() };
+        let opts = ForwardOptions {
+            record_state_grads: true,
+            backend: RecurrentBackend::Autograd,
+            ..Default::default()
+        };
         let out = model.forward_with(&x, None, &opts).unwrap();
         let loss = out.output.narrow(1, 9_999, 1).unwrap().sum_all().unwrap();
         let grads = loss.backward().unwrap();

@@ -146,6 +146,10 @@ pub struct TrainArgs {
     /// cpu | cuda | cuda:N | metal. [default: cpu]
     #[arg(long, help_heading = "Run")]
     pub device: Option<String>,
+    /// Recurrent layers: auto (fused CPU kernels for f32 on the CPU, per-op autograd elsewhere) |
+    /// fused | autograd (the reference path). [default: auto]
+    #[arg(long, help_heading = "Run")]
+    pub backend: Option<crate::models::RecurrentBackend>,
 }
 
 macro_rules! override_fields {
@@ -167,7 +171,7 @@ impl TrainArgs {
         override_fields!(cfg, a;
             task, seq_len, copy_len, alphabet, adding_variant, model, nonlinearity, hidden, layers, heads,
             dropout, init, batch, steps, optimizer, lr, momentum, schedule, warmup,
-            eval_every, eval_size, seed, device, on_nonfinite;
+            eval_every, eval_size, seed, device, on_nonfinite, backend;
             context, init_gain, forget_bias, min_lr, clip, clip_value, weight_decay, probe_every, corpus, vocab_size, tokenizer, beta2);
         cfg.nesterov |= a.nesterov;
         cfg.tbptt |= a.tbptt;

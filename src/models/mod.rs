@@ -1,6 +1,7 @@
 //! The model families: `Rnn`, `Lstm`, `Gru` (one recurrent stack, PyTorch's layout and names) and
 //! the nanoGPT-style `Gpt`, plus the per-timestep state-gradient taps.
 
+mod backend;
 mod cells;
 mod gpt;
 pub mod init;
@@ -8,6 +9,7 @@ mod recurrent;
 mod seq;
 mod taps;
 
+pub use backend::RecurrentBackend;
 pub use cells::Nonlinearity;
 pub use gpt::{Gpt, GptConfig, GptOutput};
 pub use init::{InitScheme, Initializer};

@@ -1,15 +1,18 @@
 //! The recurrent stack shared by `Rnn`, `Lstm` and `Gru`: configuration, PyTorch-named
 //! parameters, the time loop, inter-layer dropout and the per-timestep state-gradient taps.
 //!
-//! The cell equations live in `rnn.rs`, `lstm.rs` and `gru.rs`; this file only drives them.
+//! The cell equations live in `cells.rs` (autograd path) and `crate::kernels` (fused path);
+//! this file only drives them, and `backend.rs` chooses between the two.
 
 mod saturation;
 
 pub use saturation::{LayerSaturation, SATURATION_DERIVATIVE};
 
+use super::backend::{recorded_tap, run_fused, RecurrentBackend};
 use super::cells::{gru_step, lstm_step, rnn_step, Nonlinearity};
 use super::init::{InitScheme, Initializer};
 use super::taps::{LayerTap, StateTaps};
+use crate::kernels::StateGradSlots;
 use crate::util::{dropout, unbind};
 use candle_core::{bail, DType, Device, Module, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -253,7 +256,7 @@ pub struct RecurrentOutput {
     pub taps: Option<StateTaps>,
 }
 
-/// Per-call switches. `Default` is inference: no dropout, no taps.
+/// Per-call switches. `Default` is inference: no dropout, no taps, automatic backend.
 #[derive(Clone, Debug, Default)]
 pub struct ForwardOptions {
     /// Training mode: inter-layer dropout is active.
@@ -262,6 +265,9 @@ pub struct ForwardOptions {
     pub dropout_seed: u64,
     /// Tap every layer's h_t (and c_t) so ∂L/∂h_t can be read after `backward()`.
     pub record_state_grads: bool,
+    /// Which implementation runs the recurrent layers. `Auto` (the default) takes the fused CPU
+    /// kernels for f32 on the CPU and candle's per-op autograd elsewhere; ignored by the GPT.
+    pub backend: RecurrentBackend,
 }
 
 struct LayerWeights {
@@ -340,6 +346,7 @@ impl Recurrent {
                 bail!("initial state has shape {:?}, expected (L, B, H) = ({l}, {b}, {h})", s.dims());
             }
         }
+        let fused = opts.backend.use_fused(x.device(), x.dtype())?;
         let h0s = unbind(&h0, 0)?;
         let c0s = c0.as_ref().map(|c| unbind(c, 0)).transpose()?;
 
@@ -348,13 +355,23 @@ impl Recurrent {
         let mut c_final = Vec::with_capacity(l);
         let mut taps = Vec::with_capacity(l);
         for (k, w) in self.layers.iter().enumerate() {
-            let tap = if opts.record_state_grads {
-                Some(LayerTap::zeros(cfg.cell.has_cell_state(), (b, t, h), x.dtype(), x.device())?)
-            } else {
-                None
+            let (tap, slots) = match (opts.record_state_grads, fused) {
+                (false, _) => (None, None),
+                (true, true) => {
+                    let (tap, slots) = recorded_tap(cfg.cell, (b, t, h), x.device());
+                    (Some(tap), Some(slots))
+                }
+                (true, false) => (
+                    Some(LayerTap::zeros(cfg.cell.has_cell_state(), (b, t, h), x.dtype(), x.device())?),
+                    None,
+                ),
             };
-            let (out, h_n, c_n) =
-                self.run_layer(w, &layer_input, &h0s[k], c0s.as_ref().map(|c| &c[k]), tap.as_ref())?; // (B, T, H)
+            let c0 = c0s.as_ref().map(|c| &c[k]);
+            let (out, h_n, c_n) = if fused {
+                self.run_layer_fused(w, &layer_input, &h0s[k], c0, slots.as_ref())?
+            } else {
+                self.run_layer(w, &layer_input, &h0s[k], c0, tap.as_ref())?
+            }; // (B, T, H)
             h_final.push(h_n);
             c_final.extend(c_n);
             taps.extend(tap);
@@ -374,7 +391,21 @@ impl Recurrent {
         })
     }
 
-    /// One layer over the whole sequence; returns (outputs (B, T, H), h_{T-1}, c_{T-1}).
+    /// [`Self::run_layer`] as one fused custom op; `slots` receive ∂L/∂h_t (∂L/∂c_t) in backward.
+    fn run_layer_fused(
+        &self,
+        w: &LayerWeights,
+        input: &Tensor,
+        h0: &Tensor,
+        c0: Option<&Tensor>,
+        slots: Option<&StateGradSlots>,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        let weights = (&w.w_ih_t, &w.w_hh_t);
+        run_fused(self.config.cell, input, weights, (&w.b_ih, &w.b_hh), h0, c0, slots)
+    }
+
+    /// One layer over the whole sequence with per-op autograd; returns (outputs (B, T, H),
+    /// h_{T-1}, c_{T-1}).
     fn run_layer(
         &self,
         w: &LayerWeights,

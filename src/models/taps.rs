@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 pub enum TapSource {
     /// A zero `Var` added to the state: its gradient is read from the `GradStore`.
     Var(Var),
-    /// Filled in by a fused backward pass, which computes ∂L/∂h_t itself.
+    /// Filled in by a fused backward pass, which computes ∂L/∂h_t itself. It holds the latest
+    /// backward pass's values, whichever `GradStore` is then passed to [`StateTaps::grads`].
     Recorded(Arc<Mutex<Option<Tensor>>>),
 }
 

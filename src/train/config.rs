@@ -4,7 +4,7 @@
 //! name the flag and the saved `config.toml` of a run can be passed back with `--config`.
 
 use super::{LrSchedule, OptimizerConfig, ScheduleKind};
-use crate::models::{Family, InitScheme, ModelInput, Nonlinearity, SeqModelConfig};
+use crate::models::{Family, InitScheme, ModelInput, Nonlinearity, RecurrentBackend, SeqModelConfig};
 use crate::tasks::{AddingTask, AddingVariant, CopyTask, InputKind, Task, TextTask};
 use crate::text::{load_corpus, TextTokenizer};
 use crate::util::candle_message;
@@ -127,6 +127,8 @@ pub struct TrainConfig {
     pub probe_every: Option<u64>,
     pub seed: u64,
     pub device: String,
+    /// Recurrent layers: auto (fused kernels on CPU f32, autograd elsewhere) | fused | autograd.
+    pub backend: RecurrentBackend,
 }
 
 impl Default for TrainConfig {
@@ -171,6 +173,7 @@ impl Default for TrainConfig {
             probe_every: None,
             seed: 0,
             device: "cpu".into(),
+            backend: RecurrentBackend::Auto,
         }
     }
 }

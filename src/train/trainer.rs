@@ -198,6 +198,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
             train: true,
             dropout_seed: derive_seed(cfg.seed, step, 2),
             record_state_grads: false,
+            backend: cfg.backend,
         };
         let out = model.forward(&batch.inputs, state.carried.as_ref(), &fwd)?;
         let next_carried = if cfg.tbptt { out.state.as_ref().map(RecurrentState::detach) } else { None };

@@ -1,0 +1,159 @@
+//! LSTM over a whole sequence, gate blocks i, f, g, o (PyTorch's order):
+//! a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh; c_t = f·c_{t-1} + i·g; h_t = o·tanh(c_t).
+//!
+//! The result is (B·T + B, H): h_t of every (b, t) in batch-first order, then c_{T-1}, the only
+//! cell state the model exposes (the first B·T rows are the (B, T, H) outputs without a copy).
+//! Backward needs the gate activations and every c_t (saved); tanh(c_t) is recomputed,
+//! bit-identically, rather than stored.
+
+use super::gemm::{matmul, weight_grad, View, STEP};
+use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, Packed};
+use super::math::{sigmoid_in_place, tanh, tanh_in_place};
+use super::{Dims, Grads, Saved};
+
+/// Returns the result (B·T + B, H) and, when `save`, what backward needs.
+pub fn forward(d: Dims, x: &[f32], w: &[f32], state: &[f32], save: bool) -> (Vec<f32>, Saved) {
+    let Dims { b, t, h, .. } = d;
+    let p = Packed::new(d, 4);
+    let (g4, h2, h3) = (4 * h, 2 * h, 3 * h);
+    let (h0, c0) = state.split_at(b * h);
+    // Pre-activations x W_ihᵀ + b_ih + b_hh, turned into the activations in place step by step.
+    let mut gates = project_inputs(d, p, x, w, true); // (B, T, 4H)
+    let mut cells = vec![0f32; b * t * h]; // (B, T, H)
+    let mut out = vec![0f32; b * t * h + b * h]; // (B·T + B, H)
+    let w_t = p.w_hh().t(); // W_hhᵀ (H, 4H)
+    for step in 0..t {
+        let (src, hv) = if step == 0 {
+            (h0, View::dense(0, b, h))
+        } else {
+            (&out[..], View::rows((step - 1) * h, b, h, t * h))
+        };
+        matmul(&mut gates, View::rows(step * g4, b, g4, t * g4), true, src, hv, w, w_t, STEP);
+        for k in 0..b {
+            let row = k * t + step;
+            let g = &mut gates[row * g4..][..g4];
+            sigmoid_in_place(&mut g[..h2]);
+            tanh_in_place(&mut g[h2..h3]);
+            sigmoid_in_place(&mut g[h3..]);
+            let (gi, gf, gg, go) = (&g[..h], &g[h..][..h], &g[h2..][..h], &g[h3..][..h]);
+            let (c_before, c_cur) = cells.split_at_mut(row * h);
+            let c_prev = if step == 0 { &c0[k * h..][..h] } else { &c_before[(row - 1) * h..][..h] };
+            forward_row([gi, gf, gg, go], c_prev, &mut c_cur[..h], &mut out[row * h..][..h]);
+        }
+    }
+    let bth = b * t * h;
+    for k in 0..b {
+        out[bth + k * h..][..h].copy_from_slice(&cells[(k * t + t - 1) * h..][..h]);
+    }
+    (out, if save { Saved::Lstm { gates, cells } } else { Saved::Nothing })
+}
+
+/// BPTT. `grad` and `out` are (B·T + B, H) = [h_t; c_{T-1}]; `gates` (B, T, 4H) and `cells`
+/// (B, T, H) from [`forward`]; `state` (2, B, H) = [h0; c0]. `taps`, when given, receive
+/// ∂L/∂h_t and ∂L/∂c_t, each (B, T, H).
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    d: Dims,
+    grad: &[f32],
+    out: &[f32],
+    (gates, cells): (&[f32], &[f32]),
+    x: &[f32],
+    w: &[f32],
+    state: &[f32],
+    need_dx: bool,
+    mut taps: Option<(&mut [f32], &mut [f32])>,
+) -> Grads {
+    let Dims { b, t, h, .. } = d;
+    let p = Packed::new(d, 4);
+    let (g4, h2, h3) = (4 * h, 2 * h, 3 * h);
+    let (h0, c0) = state.split_at(b * h);
+    let bth = b * t * h;
+    let mut dxw = vec![0f32; b * t * g4]; // (B, T, 4H): ∂L/∂a_t
+    let mut dh = vec![0f32; b * h]; // (B, H): into h_t from step t + 1, then the total
+                                    // (B, H): into c_t from c_{t+1} = f_{t+1} c_t + …; at T − 1 from outside, through c_n.
+    let mut dc_next = grad[bth..bth + b * h].to_vec();
+    let mut dc = vec![0f32; b * h]; // (B, H): total ∂L/∂c_t of this step
+    let w_v = p.w_hh();
+    for step in (0..t).rev() {
+        if step + 1 < t {
+            let next = View::rows((step + 1) * g4, b, g4, t * g4);
+            matmul(&mut dh, View::dense(0, b, h), false, &dxw, next, w, w_v, STEP);
+        }
+        for k in 0..b {
+            let r = k * t + step;
+            let g_h = &grad[r * h..][..h];
+            let c_t = &cells[r * h..][..h];
+            let c_prev = if step == 0 { &c0[k * h..][..h] } else { &cells[(r - 1) * h..][..h] };
+            let g = &gates[r * g4..][..g4];
+            let (gi, gf, gg, go) = (&g[..h], &g[h..][..h], &g[h2..][..h], &g[h3..][..h]);
+            let (di, rest) = dxw[r * g4..][..g4].split_at_mut(h);
+            let (df, rest) = rest.split_at_mut(h);
+            let (dg, d_o) = rest.split_at_mut(h);
+            let dh_row = &mut dh[k * h..][..h];
+            let dc_row = &mut dc[k * h..][..h];
+            let dcn_row = &mut dc_next[k * h..][..h];
+            let states = [g_h, c_t, c_prev];
+            backward_row([dh_row, dc_row, dcn_row], [di, df, dg, d_o], states, [gi, gf, gg, go]);
+            if let Some((tap_h, tap_c)) = taps.as_mut() {
+                tap_h[r * h..][..h].copy_from_slice(dh_row);
+                tap_c[r * h..][..h].copy_from_slice(dc_row);
+            }
+        }
+    }
+    let mut dstate = vec![0f32; 2 * b * h]; // (2, B, H) = [∂L/∂h0; ∂L/∂c0]
+    let first = View::rows(0, b, g4, t * g4);
+    matmul(&mut dstate[..b * h], View::dense(0, b, h), false, &dxw, first, w, w_v, STEP);
+    dstate[b * h..].copy_from_slice(&dc_next);
+    let mut dw = vec![0f32; p.gh * p.ld()]; // packed (4H, I + H + 2)
+    weight_grad(&mut dw, p.w_hh(), &dxw, 0, g4, out, 0, h, h0, (b, t));
+    let dx = input_grads(d, p, x, w, &dxw, &mut dw, need_dx);
+    let db = column_sums(&dxw, b * t, g4, 0, g4);
+    set_bias_grads(&mut dw, p, &db, &db);
+    Grads { dx, dw, dstate }
+}
+
+/// One batch row of one step: c_t and h_t from the activated gates.
+///
+/// A separate, non-inlined function: its slice arguments are then known not to alias, so LLVM
+/// vectorises the loop (inline over reborrowed slices it stayed scalar).
+#[inline(never)]
+fn forward_row([gi, gf, gg, go]: [&[f32]; 4], c_prev: &[f32], c_out: &mut [f32], h_out: &mut [f32]) {
+    let h = h_out.len();
+    let (gi, gf, gg, go, c_prev, c_out) =
+        (&gi[..h], &gf[..h], &gg[..h], &go[..h], &c_prev[..h], &mut c_out[..h]);
+    for j in 0..h {
+        let c = gf[j] * c_prev[j] + gi[j] * gg[j];
+        c_out[j] = c;
+        h_out[j] = go[j] * tanh(c);
+    }
+}
+
+/// One batch row of one step of BPTT (see [`forward_row`] for why a function). `dh` holds the
+/// recurrent gradient into h_t and leaves with the total; `dc` receives the total ∂L/∂c_t;
+/// `dc_next` carries the gradient into c_t in and into c_{t-1} out.
+#[inline(never)]
+fn backward_row(
+    [dh, dc, dc_next]: [&mut [f32]; 3],
+    [di, df, dg, d_o]: [&mut [f32]; 4],
+    [g_h, c_t, c_prev]: [&[f32]; 3],
+    [gi, gf, gg, go]: [&[f32]; 4],
+) {
+    let h = dh.len();
+    let (dc, dc_next, di, df, dg, d_o) =
+        (&mut dc[..h], &mut dc_next[..h], &mut di[..h], &mut df[..h], &mut dg[..h], &mut d_o[..h]);
+    let (g_h, c_t, c_prev) = (&g_h[..h], &c_t[..h], &c_prev[..h]);
+    let (gi, gf, gg, go) = (&gi[..h], &gf[..h], &gg[..h], &go[..h]);
+    for j in 0..h {
+        let dhj = dh[j] + g_h[j];
+        dh[j] = dhj;
+        let tc = tanh(c_t[j]);
+        let (i, f, gv, o) = (gi[j], gf[j], gg[j], go[j]);
+        let dcj = dc_next[j] + dhj * o * (1.0 - tc * tc);
+        dc[j] = dcj;
+        di[j] = dcj * gv * i * (1.0 - i);
+        df[j] = dcj * c_prev[j] * f * (1.0 - f);
+        dg[j] = dcj * i * (1.0 - gv * gv);
+        d_o[j] = dhj * tc * o * (1.0 - o);
+        dc_next[j] = dcj * f;
+    }
+}

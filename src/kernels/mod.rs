@@ -1,0 +1,47 @@
+//! Fused CPU kernels for the recurrent layers: the whole time loop of one layer, forward and
+//! backward, in one candle custom op (see [`fused_layer`]).
+//!
+//! - [`math`]: vectorisable f32 `exp`, `sigmoid`, `tanh`.
+//! - `gemm`: bounds-checked strided products through the `gemm` crate, and the thread choice.
+//! - `layer`: the packed weight layout and the input-side products every cell shares.
+//! - `rnn`, `lstm`, `gru`: each cell's forward loop and BPTT on f32 slices.
+//! - `op`: the `CustomOp3` glue, shape checks and the state-gradient slots.
+
+mod gemm;
+mod gru;
+mod layer;
+mod lstm;
+pub mod math;
+mod op;
+mod rnn;
+
+pub use op::{fused_layer, pack_weights, Slot, StateGradSlots};
+
+/// Batch, sequence length, hidden and input size of one fused call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Dims {
+    b: usize,
+    t: usize,
+    h: usize,
+    i: usize,
+}
+
+/// What a cell's backward returns, each shaped like the op's argument.
+struct Grads {
+    /// ∂L/∂x (B, T, I), when the input needs it.
+    dx: Option<Vec<f32>>,
+    /// ∂L/∂[W_ih | W_hh | b_ih | b_hh] (G·H, I + H + 2).
+    dw: Vec<f32>,
+    /// ∂L/∂state.
+    dstate: Vec<f32>,
+}
+
+/// What a cell's forward keeps for backward, beyond the op's result.
+enum Saved {
+    /// Nothing: an RNN's derivatives are functions of its outputs, or no backward will run.
+    Nothing,
+    /// Gate activations i, f, g, o (B, T, 4H) and cell states c_t (B, T, H).
+    Lstm { gates: Vec<f32>, cells: Vec<f32> },
+    /// r, z, n (B, T, 3H) and hw_n = W_hn h_{t-1} + b_hn (B, T, H).
+    Gru { gates: Vec<f32>, hn: Vec<f32> },
+}

@@ -1,0 +1,225 @@
+//! One recurrent layer over a whole sequence as a single candle autograd node (`CustomOp3`).
+//!
+//! candle's per-op autograd makes a graph ~20·T nodes deep whose recursive walk overflows the
+//! stack near T ≈ 7,000 and spends most of its time in allocation and dispatch. Here the forward
+//! time loop and BPTT run on raw f32 slices (`rnn.rs`, `lstm.rs`, `gru.rs`), so a layer is one
+//! node whatever T is, and ∂L/∂h_t (∂L/∂c_t) of every step falls out of BPTT for free.
+//! The op takes the layer's input x rather than its projection W_ih x: see `layer.rs` for why.
+
+use super::{gru, lstm, rnn, Dims, Grads, Saved};
+use crate::models::CellKind;
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Storage, Tensor};
+use std::sync::{Arc, Mutex};
+
+/// A place a fused backward pass writes one state gradient to (see `LayerTap::recorded`).
+pub type Slot = Arc<Mutex<Option<Tensor>>>;
+
+/// Where a fused backward deposits ∂L/∂h_t (and, for LSTM, ∂L/∂c_t) of one layer, each (B, T, H).
+#[derive(Clone, Default)]
+pub struct StateGradSlots {
+    pub h: Slot,
+    pub c: Option<Slot>,
+}
+
+impl StateGradSlots {
+    /// Empty slots; `with_c` for an LSTM layer.
+    pub fn new(with_c: bool) -> Self {
+        Self { h: Slot::default(), c: with_c.then(Slot::default) }
+    }
+}
+
+struct FusedLayer {
+    cell: CellKind,
+    dims: Dims,
+    /// Whether anything will differentiate the result: otherwise nothing is kept for backward.
+    save: bool,
+    /// What backward needs beyond the result and the arguments.
+    saved: Mutex<Saved>,
+    slots: Option<StateGradSlots>,
+}
+
+/// The result's shape: (B, T, H), or (B·T + B, H) = [h_t; c_{T-1}] for LSTM.
+fn result_shape(cell: CellKind, Dims { b, t, h, .. }: Dims) -> Shape {
+    if cell.has_cell_state() {
+        Shape::from((b * t + b, h))
+    } else {
+        Shape::from((b, t, h))
+    }
+}
+
+fn poisoned<T>(_: T) -> candle_core::Error {
+    candle_core::Error::Msg("fused recurrent kernel: a lock was poisoned by an earlier panic".into())
+}
+
+fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => bail!("fused recurrent kernel: {what} must be contiguous"),
+    }
+}
+
+fn storage_slice<'a>(s: &'a Storage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    match s {
+        Storage::Cpu(c) => cpu_slice(c, l, what),
+        _ => bail!("fused recurrent kernel: {what} is not on the CPU"),
+    }
+}
+
+impl CustomOp3 for FusedLayer {
+    fn name(&self) -> &'static str {
+        match self.cell {
+            CellKind::Rnn(_) => "gradscope-fused-rnn",
+            CellKind::Lstm => "gradscope-fused-lstm",
+            CellKind::Gru => "gradscope-fused-gru",
+        }
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = cpu_slice(s1, l1, "x")?;
+        let w = cpu_slice(s2, l2, "weight")?;
+        let state = cpu_slice(s3, l3, "state")?;
+        let d = self.dims;
+        let (out, saved) = match self.cell {
+            CellKind::Rnn(act) => (rnn::forward(act, d, x, w, state), Saved::Nothing),
+            CellKind::Lstm => lstm::forward(d, x, w, state, self.save),
+            CellKind::Gru => gru::forward(d, x, w, state, self.save),
+        };
+        *self.saved.lock().map_err(poisoned)? = saved;
+        Ok((CpuStorage::F32(out), result_shape(self.cell, d)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        state: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let d = self.dims;
+        let grad_res = grad_res.to_dtype(DType::F32)?.contiguous()?;
+        // Read guards on the storages: the slices are borrowed, not copied.
+        let (g_st, g_l) = grad_res.storage_and_layout();
+        let (o_st, o_l) = res.storage_and_layout();
+        let (x_st, x_l) = x.storage_and_layout();
+        let (w_st, w_l) = w.storage_and_layout();
+        let (s_st, s_l) = state.storage_and_layout();
+        let grad = storage_slice(&g_st, g_l, "the result's gradient")?;
+        let out = storage_slice(&o_st, o_l, "the result")?;
+        let xv = storage_slice(&x_st, x_l, "x")?;
+        let wv = storage_slice(&w_st, w_l, "weight")?;
+        let sv = storage_slice(&s_st, s_l, "state")?;
+        let saved = self.saved.lock().map_err(poisoned)?;
+        let need_dx = x.track_op();
+        // Taps cost one (B, T, H) buffer each and a row copy per step; without them, nothing.
+        let bth = d.b * d.t * d.h;
+        let mut tap_h = self.slots.as_ref().map(|_| vec![0f32; bth]);
+        let mut tap_c = self.slots.as_ref().and_then(|s| s.c.as_ref()).map(|_| vec![0f32; bth]);
+        let grads: Grads = match (self.cell, &*saved) {
+            (CellKind::Rnn(act), _) => {
+                rnn::backward(act, d, grad, out, xv, wv, sv, need_dx, tap_h.as_deref_mut())
+            }
+            (CellKind::Lstm, Saved::Lstm { gates, cells }) => {
+                let taps = tap_h.as_deref_mut().zip(tap_c.as_deref_mut());
+                lstm::backward(d, grad, out, (gates, cells), xv, wv, sv, need_dx, taps)
+            }
+            (CellKind::Gru, Saved::Gru { gates, hn }) => {
+                gru::backward(d, grad, out, (gates, hn), xv, wv, sv, need_dx, tap_h.as_deref_mut())
+            }
+            _ => bail!("{}: the forward pass kept nothing for backward", self.name()),
+        };
+        if let Some(slots) = &self.slots {
+            deposit(&slots.h, tap_h, d, x.device())?;
+            if let Some(c) = &slots.c {
+                deposit(c, tap_c, d, x.device())?;
+            }
+        }
+        let wrap = |v: Option<Vec<f32>>, like: &Tensor| -> Result<Option<Tensor>> {
+            match v {
+                Some(v) if like.track_op() => Ok(Some(Tensor::from_vec(v, like.shape(), like.device())?)),
+                _ => Ok(None),
+            }
+        };
+        Ok((wrap(grads.dx, x)?, wrap(Some(grads.dw), w)?, wrap(Some(grads.dstate), state)?))
+    }
+}
+
+fn deposit(slot: &Slot, v: Option<Vec<f32>>, Dims { b, t, h, .. }: Dims, dev: &Device) -> Result<()> {
+    if let Some(v) = v {
+        *slot.lock().map_err(poisoned)? = Some(Tensor::from_vec(v, (b, t, h), dev)?);
+    }
+    Ok(())
+}
+
+/// The weight argument of [`fused_layer`]: [W_ih | W_hh | b_ih | b_hh], (G·H, I + H + 2), from
+/// PyTorch's layouts W_ih (G·H, I), W_hh (G·H, H), b_ih and b_hh (G·H,). Differentiable: the
+/// op's gradient flows back to the four parameters.
+pub fn pack_weights(w_ih: &Tensor, w_hh: &Tensor, b_ih: &Tensor, b_hh: &Tensor) -> Result<Tensor> {
+    Tensor::cat(&[w_ih, w_hh, &b_ih.unsqueeze(1)?, &b_hh.unsqueeze(1)?], 1)
+}
+
+/// One layer of `cell` over a whole sequence, as one autograd node.
+///
+/// - `x` (B, T, I): the layer's input.
+/// - `weight` (G·H, I + H + 2): [W_ih | W_hh | b_ih | b_hh], see [`pack_weights`].
+/// - `state`: h0 (B, H); for LSTM [h0; c0] (2, B, H).
+///
+/// Returns the hidden states (B, T, H); for LSTM (B·T + B, H): the first B·T rows are h_t in
+/// batch-first order (reshape them to (B, T, H)), the last B rows c_{T-1}. CPU and f32 only.
+/// With `slots`, the backward pass deposits ∂L/∂h_t (and ∂L/∂c_t, the gradient of a zero added
+/// to c_t before h_t is formed) of every step there, as (B, T, H) tensors.
+pub fn fused_layer(
+    cell: CellKind,
+    x: &Tensor,
+    weight: &Tensor,
+    state: &Tensor,
+    slots: Option<&StateGradSlots>,
+) -> Result<Tensor> {
+    let (b, t, i) = x.dims3()?;
+    let (gh, cols) = weight.dims2()?;
+    let g = cell.gates();
+    let h = gh / g;
+    if gh % g != 0 || h == 0 || t == 0 || b == 0 || cols != i + h + 2 {
+        bail!(
+            "fused {cell}: x {:?} and weight {:?} do not fit (B ≥ 1, T ≥ 1, I) and ({g}·H, I + H + 2)",
+            x.dims(),
+            weight.dims()
+        );
+    }
+    let state_dims: &[usize] = if cell.has_cell_state() { &[2, b, h] } else { &[b, h] };
+    if state.dims() != state_dims {
+        bail!("fused {cell}: state has shape {:?}, expected {state_dims:?}", state.dims());
+    }
+    for (what, v) in [("x", x), ("weight", weight), ("state", state)] {
+        if !v.device().is_cpu() || v.dtype() != DType::F32 {
+            bail!(
+                "fused {cell}: {what} is {:?} on {:?}; the fused kernels need f32 on the CPU",
+                v.dtype(),
+                v.device()
+            );
+        }
+    }
+    let save = x.track_op() || weight.track_op() || state.track_op();
+    let op = FusedLayer {
+        cell,
+        dims: Dims { b, t, h, i },
+        save,
+        saved: Mutex::new(Saved::Nothing),
+        slots: slots.cloned(),
+    };
+    let (x, weight, state) = (x.contiguous()?, weight.contiguous()?, state.contiguous()?);
+    if save {
+        x.apply_op3(&weight, &state, op)
+    } else {
+        x.apply_op3_no_bwd(&weight, &state, &op)
+    }
+}

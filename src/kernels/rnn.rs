@@ -1,0 +1,100 @@
+//! Elman RNN over a whole sequence: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh).
+//!
+//! Nothing is saved for backward: every activation's derivative is a function of its output
+//! (tanh' = 1 − h², sigmoid' = h(1 − h), relu' = [h > 0], linear' = 1), and the output is the
+//! op's result, which candle hands back to `bwd`.
+
+use super::gemm::{matmul, weight_grad, View, STEP};
+use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, Packed};
+use super::math::{sigmoid_in_place, tanh_in_place};
+use super::{Dims, Grads};
+use crate::models::Nonlinearity;
+
+fn activate(act: Nonlinearity, v: &mut [f32]) {
+    match act {
+        Nonlinearity::Tanh => tanh_in_place(v),
+        Nonlinearity::Sigmoid => sigmoid_in_place(v),
+        Nonlinearity::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
+        Nonlinearity::Linear => {}
+    }
+}
+
+/// `d ← d · act'` given the activation's output `y`. relu' is [y > 0], PyTorch's choice at 0.
+fn times_derivative(act: Nonlinearity, d: &mut [f32], y: &[f32]) {
+    let y = &y[..d.len()];
+    match act {
+        Nonlinearity::Tanh => d.iter_mut().zip(y).for_each(|(d, y)| *d *= 1.0 - y * y),
+        Nonlinearity::Sigmoid => d.iter_mut().zip(y).for_each(|(d, y)| *d *= y * (1.0 - y)),
+        Nonlinearity::Relu => d.iter_mut().zip(y).for_each(|(d, y)| *d = if *y > 0.0 { *d } else { 0.0 }),
+        Nonlinearity::Linear => {}
+    }
+}
+
+/// Returns the outputs (B, T, H). `w` is the packed [W_ih | W_hh | b_ih | b_hh].
+pub fn forward(act: Nonlinearity, d: Dims, x: &[f32], w: &[f32], h0: &[f32]) -> Vec<f32> {
+    let Dims { b, t, h, .. } = d;
+    let p = Packed::new(d, 1);
+    // Pre-activations x W_ihᵀ + b_ih + b_hh, turned into the outputs in place step by step.
+    let mut out = project_inputs(d, p, x, w, true); // (B, T, H)
+    let mut rec = vec![0f32; b * h]; // (B, H): W_hh h_{t-1}
+    let w_t = p.w_hh().t();
+    for step in 0..t {
+        let (src, hv) = if step == 0 {
+            (h0, View::dense(0, b, h))
+        } else {
+            (&out[..], View::rows((step - 1) * h, b, h, t * h))
+        };
+        matmul(&mut rec, View::dense(0, b, h), false, src, hv, w, w_t, STEP);
+        for k in 0..b {
+            let row = &mut out[(k * t + step) * h..][..h];
+            row.iter_mut().zip(&rec[k * h..][..h]).for_each(|(o, r)| *o += r);
+            activate(act, row);
+        }
+    }
+    out
+}
+
+/// BPTT. `grad` and `out` are (B, T, H); `tap_h`, when given, receives ∂L/∂h_t (B, T, H).
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    act: Nonlinearity,
+    d: Dims,
+    grad: &[f32],
+    out: &[f32],
+    x: &[f32],
+    w: &[f32],
+    h0: &[f32],
+    need_dx: bool,
+    mut tap_h: Option<&mut [f32]>,
+) -> Grads {
+    let Dims { b, t, h, .. } = d;
+    let p = Packed::new(d, 1);
+    let mut dxw = vec![0f32; b * t * h]; // (B, T, H): ∂L/∂(pre-activation)
+    let mut dh = vec![0f32; b * h]; // (B, H): into h_t from step t + 1, then the total
+    let w_v = p.w_hh();
+    for step in (0..t).rev() {
+        if step + 1 < t {
+            let next = View::rows((step + 1) * h, b, h, t * h);
+            matmul(&mut dh, View::dense(0, b, h), false, &dxw, next, w, w_v, STEP);
+        }
+        for k in 0..b {
+            let r = (k * t + step) * h;
+            let dh_row = &mut dh[k * h..][..h];
+            dh_row.iter_mut().zip(&grad[r..r + h]).for_each(|(d, g)| *d += g);
+            if let Some(tap) = tap_h.as_deref_mut() {
+                tap[r..r + h].copy_from_slice(dh_row);
+            }
+            let da = &mut dxw[r..r + h];
+            da.copy_from_slice(dh_row);
+            times_derivative(act, da, &out[r..r + h]);
+        }
+    }
+    let mut dh0 = vec![0f32; b * h]; // (B, H)
+    matmul(&mut dh0, View::dense(0, b, h), false, &dxw, View::rows(0, b, h, t * h), w, w_v, STEP);
+    let mut dw = vec![0f32; p.gh * p.ld()]; // packed (H, I + H + 2)
+    weight_grad(&mut dw, p.w_hh(), &dxw, 0, h, out, 0, h, h0, (b, t));
+    let dx = input_grads(d, p, x, w, &dxw, &mut dw, need_dx);
+    let db = column_sums(&dxw, b * t, h, 0, h);
+    set_bias_grads(&mut dw, p, &db, &db);
+    Grads { dx, dw, dstate: dh0 }
+}

@@ -1,0 +1,114 @@
+//! Which implementation runs a recurrent layer, and the fused path's side of `run_layer`.
+//!
+//! Both paths compute the same equations (checked against each other and against PyTorch's
+//! references in the tests). The autograd path builds candle ops per step: it runs on every device
+//! and dtype and stays the reference. The fused path runs a layer as one custom op
+//! ([`crate::kernels::fused_layer`]): several times faster on the CPU and one graph node per layer,
+//! so long sequences need no deep stack.
+
+use super::recurrent::CellKind;
+use super::taps::LayerTap;
+use crate::kernels::{fused_layer, pack_weights, StateGradSlots};
+use candle_core::{bail, DType, Device, Result, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// How [`super::Recurrent`] runs its layers; set per call in [`super::ForwardOptions::backend`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecurrentBackend {
+    /// Fused on the CPU when the input is f32, autograd otherwise (CUDA, Metal, other dtypes).
+    #[default]
+    Auto,
+    /// candle's per-op autograd, step by step: the reference, and the only path off the CPU.
+    Autograd,
+    /// The fused CPU kernels; an error on another device or dtype.
+    Fused,
+}
+
+impl RecurrentBackend {
+    pub const ALL: [RecurrentBackend; 3] =
+        [RecurrentBackend::Auto, RecurrentBackend::Autograd, RecurrentBackend::Fused];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RecurrentBackend::Auto => "auto",
+            RecurrentBackend::Autograd => "autograd",
+            RecurrentBackend::Fused => "fused",
+        }
+    }
+
+    /// Whether a forward pass over `device` and `dtype` takes the fused path.
+    pub fn use_fused(self, device: &Device, dtype: DType) -> Result<bool> {
+        let fits = device.is_cpu() && dtype == DType::F32;
+        match self {
+            RecurrentBackend::Auto => Ok(fits),
+            RecurrentBackend::Autograd => Ok(false),
+            RecurrentBackend::Fused if fits => Ok(true),
+            RecurrentBackend::Fused => {
+                bail!("the fused recurrent backend needs f32 on the CPU, got {dtype:?} on {device:?}")
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for RecurrentBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for RecurrentBackend {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let s = s.to_ascii_lowercase();
+        RecurrentBackend::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| format!("unknown recurrent backend '{s}': expected auto, autograd or fused"))
+    }
+}
+
+/// A tap whose gradients the fused backward deposits, and the slots it reads them from.
+pub(super) fn recorded_tap(
+    cell: CellKind,
+    shape: (usize, usize, usize),
+    device: &Device,
+) -> (LayerTap, StateGradSlots) {
+    let slots = StateGradSlots::new(cell.has_cell_state());
+    let tap = LayerTap::recorded(slots.h.clone(), slots.c.clone(), shape, DType::F32, device);
+    (tap, slots)
+}
+
+/// One layer on the fused path; returns (outputs (B, T, H), h_{T-1}, c_{T-1}) like `run_layer`.
+///
+/// `w_ih_t` and `w_hh_t` are the transposed views (I, G·H) and (H, G·H) the autograd path uses;
+/// `b_ih`, `b_hh` (G·H,); `h0`/`c0` (B, H).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_fused(
+    cell: CellKind,
+    input: &Tensor,
+    (w_ih_t, w_hh_t): (&Tensor, &Tensor),
+    (b_ih, b_hh): (&Tensor, &Tensor),
+    h0: &Tensor,
+    c0: Option<&Tensor>,
+    slots: Option<&StateGradSlots>,
+) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+    let (b, t, _) = input.dims3()?;
+    // Back to PyTorch's layouts (contiguous: the views are transposes of them).
+    let weight = pack_weights(&w_ih_t.t()?, &w_hh_t.t()?, b_ih, b_hh)?; // (G·H, I + H + 2)
+    let state = match (cell, c0) {
+        (CellKind::Lstm, Some(c0)) => Tensor::stack(&[h0, c0], 0)?, // (2, B, H)
+        (CellKind::Lstm, None) => bail!("an lstm layer needs an initial cell state"),
+        _ => h0.clone(),
+    };
+    let out = fused_layer(cell, input, &weight, &state, slots)?;
+    let last = |x: &Tensor| x.narrow(1, t - 1, 1)?.squeeze(1); // (B, H)
+    if cell.has_cell_state() {
+        let hid = out.dim(1)?;
+        let h = out.narrow(0, 0, b * t)?.reshape((b, t, hid))?; // contiguous: no copy
+        let c_n = out.narrow(0, b * t, b)?; // (B, H)
+        Ok((h.clone(), last(&h)?, Some(c_n)))
+    } else {
+        Ok((out.clone(), last(&out)?, None))
+    }
+}

@@ -1,0 +1,187 @@
+//! The fused CPU kernels against candle's per-op autograd path, which the fixtures tie to PyTorch.
+//!
+//! For every cell, single and stacked, with random inputs and non-zero initial states, both
+//! backends must agree on outputs, final states, every gradient (parameters, input, h0, c0) and
+//! the per-timestep ∂L/∂h_t and ∂L/∂c_t of every layer. The loss touches every output and every
+//! final state, so each of the op's gradient paths is exercised.
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+use gradscope::models::{
+    CellKind, ForwardOptions, Initializer, Nonlinearity, Recurrent, RecurrentBackend, RecurrentConfig,
+    RecurrentState,
+};
+
+/// Relative to the largest |value| of the reference tensor: the fast exp/tanh (~1e-7) and a
+/// different summation order are the only differences between the paths.
+const RTOL: f32 = 1e-5;
+
+fn randn(shape: &[usize], seed: u64, scale: f64) -> Tensor {
+    let n: usize = shape.iter().product();
+    Tensor::from_vec(Initializer::new(seed).normal(n, scale), shape, &Device::Cpu).unwrap()
+}
+
+fn flat(t: &Tensor) -> Vec<f32> {
+    t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+}
+
+/// Everything one forward + backward yields, by name.
+fn run(cfg: &RecurrentConfig, backend: RecurrentBackend, record: bool, train: bool) -> Vec<(String, Tensor)> {
+    let (b, t, l, h) = (3, 13, cfg.num_layers, cfg.hidden_size);
+    let varmap = VarMap::new();
+    let model: Recurrent = cfg.init(&varmap, "", 11, &Device::Cpu).unwrap();
+    let x = Var::from_tensor(&randn(&[b, t, cfg.input_size], 1, 1.0)).unwrap();
+    let h0 = Var::from_tensor(&randn(&[l, b, h], 2, 0.5)).unwrap();
+    let c0 = Var::from_tensor(&randn(&[l, b, h], 3, 0.5)).unwrap();
+    let lstm = cfg.cell.has_cell_state();
+    let state = RecurrentState { h: h0.as_tensor().clone(), c: lstm.then(|| c0.as_tensor().clone()) };
+    let opts = ForwardOptions { train, dropout_seed: 5, record_state_grads: record, backend };
+    let out = model.forward_with(x.as_tensor(), Some(&state), &opts).unwrap();
+
+    // L = Σ out·P + Σ h_n·Q (+ Σ c_n·R): every output and every final state reaches the loss.
+    let mut loss = (&out.output * randn(&[b, t, h], 4, 1.0)).unwrap().sum_all().unwrap();
+    loss = (loss + (&out.state.h * randn(&[l, b, h], 5, 1.0)).unwrap().sum_all().unwrap()).unwrap();
+    if let Some(c_n) = &out.state.c {
+        loss = (loss + (c_n * randn(&[l, b, h], 6, 1.0)).unwrap().sum_all().unwrap()).unwrap();
+    }
+    let grads = loss.backward().unwrap();
+
+    let mut got = vec![
+        ("loss".to_string(), loss.clone()),
+        ("output".into(), out.output.clone()),
+        ("h_n".into(), out.state.h.clone()),
+        ("grad.input".into(), grads.get(x.as_tensor()).expect("∂L/∂input").clone()),
+        ("grad.h0".into(), grads.get(h0.as_tensor()).expect("∂L/∂h0").clone()),
+    ];
+    if lstm {
+        got.push(("c_n".into(), out.state.c.clone().unwrap()));
+        got.push(("grad.c0".into(), grads.get(c0.as_tensor()).expect("∂L/∂c0").clone()));
+    }
+    let data = varmap.data().lock().unwrap();
+    for (name, var) in data.iter() {
+        let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
+        got.push((format!("grad.{name}"), g.clone()));
+    }
+    if let Some(taps) = out.taps {
+        let sg = taps.grads(&grads).unwrap();
+        for (k, dh) in sg.h.iter().enumerate() {
+            got.push((format!("dL/dh_t layer {k}"), dh.clone()));
+        }
+        for (k, dc) in sg.c.iter().flatten().enumerate() {
+            got.push((format!("dL/dc_t layer {k}"), dc.clone()));
+        }
+    }
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    got
+}
+
+/// Mismatches between the two backends, as readable lines.
+fn compare(cfg: &RecurrentConfig, record: bool, train: bool) -> Vec<String> {
+    let want = run(cfg, RecurrentBackend::Autograd, record, train);
+    let got = run(cfg, RecurrentBackend::Fused, record, train);
+    diff(cfg.cell, &want, &got)
+}
+
+fn diff(cell: CellKind, want: &[(String, Tensor)], got: &[(String, Tensor)]) -> Vec<String> {
+    let mut failures = Vec::new();
+    assert_eq!(want.iter().map(|w| &w.0).collect::<Vec<_>>(), got.iter().map(|g| &g.0).collect::<Vec<_>>());
+    for ((name, w), (_, g)) in want.iter().zip(got) {
+        if w.dims() != g.dims() {
+            failures.push(format!("{name}: shape {:?} vs {:?}", g.dims(), w.dims()));
+            continue;
+        }
+        let (w, g) = (flat(w), flat(g));
+        let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0, "{cell} {name}: the reference is all zeros, the check would be vacuous");
+        // f32::max drops NaN, so a NaN difference is counted as infinite first.
+        let worst = w
+            .iter()
+            .zip(&g)
+            .map(|(a, b)| (a - b).abs())
+            .map(|d| if d.is_nan() { f32::INFINITY } else { d })
+            .fold(0f32, f32::max);
+        if worst > RTOL * scale {
+            failures.push(format!("{cell} {name}: max |Δ| {worst:e} > {RTOL:e}·{scale:e}"));
+        }
+    }
+    failures
+}
+
+fn cells() -> Vec<CellKind> {
+    let mut cells: Vec<CellKind> = Nonlinearity::ALL.into_iter().map(CellKind::Rnn).collect();
+    cells.extend([CellKind::Lstm, CellKind::Gru]);
+    cells
+}
+
+#[test]
+fn fused_matches_autograd_for_every_cell_single_layer() {
+    let mut failures = Vec::new();
+    for cell in cells() {
+        let cfg = RecurrentConfig::new(cell, 4, 8);
+        for record in [false, true] {
+            failures.extend(compare(&cfg, record, false));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn fused_matches_autograd_for_every_cell_stacked_with_dropout() {
+    let mut failures = Vec::new();
+    for cell in cells() {
+        let cfg = RecurrentConfig::new(cell, 4, 8).with_layers(2).with_dropout(0.25);
+        for (record, train) in [(true, false), (true, true), (false, true)] {
+            failures.extend(compare(&cfg, record, train));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The comparison is not vacuous: one changed bias block (the forget gate's) is caught.
+#[test]
+fn a_perturbed_bias_is_caught() {
+    let cfg = RecurrentConfig::lstm(4, 8);
+    let want = run(&cfg, RecurrentBackend::Autograd, true, false);
+    let got = run(&cfg.clone().with_forget_bias(0.01), RecurrentBackend::Fused, true, false);
+    let failures = diff(cfg.cell, &want, &got);
+    assert!(failures.iter().any(|f| f.contains("output")), "{failures:?}");
+}
+
+#[test]
+fn auto_takes_autograd_for_f64_and_fused_refuses_it() {
+    let cfg = RecurrentConfig::gru(2, 3);
+    let model = cfg.init(&VarMap::new(), "", 0, &Device::Cpu).unwrap();
+    let x = randn(&[1, 4, 2], 0, 1.0).to_dtype(DType::F64).unwrap();
+    assert!(RecurrentBackend::Auto.use_fused(&Device::Cpu, DType::F32).unwrap());
+    assert!(!RecurrentBackend::Auto.use_fused(&Device::Cpu, DType::F64).unwrap());
+    let fused = ForwardOptions { backend: RecurrentBackend::Fused, ..Default::default() };
+    let err = model.forward_with(&x, None, &fused).err().expect("fused is f32-only");
+    assert!(err.to_string().contains("needs f32 on the CPU"), "{err}");
+    assert_eq!("fused".parse::<RecurrentBackend>().unwrap(), RecurrentBackend::Fused);
+}
+
+/// One graph node per layer: T = 100,000 trains on the default test-thread stack (the autograd
+/// path overflows near T ≈ 7,000 without `with_deep_stack`).
+#[test]
+fn fused_lstm_trains_at_one_hundred_thousand_steps_without_a_deep_stack() {
+    let t = 100_000;
+    let cfg = RecurrentConfig::lstm(2, 8).with_layers(2).with_forget_bias(1.0);
+    let varmap = VarMap::new();
+    let model = cfg.init(&varmap, "", 0, &Device::Cpu).unwrap();
+    let x = randn(&[2, t, 2], 3, 1.0);
+    let opts = ForwardOptions { record_state_grads: true, ..Default::default() };
+    let out = model.forward_with(&x, None, &opts).unwrap();
+    let loss = out.output.narrow(1, t - 1, 1).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let sg = out.taps.unwrap().grads(&grads).unwrap();
+    for layer in 0..2 {
+        let norms = sg.h_norms(layer).unwrap();
+        assert_eq!(norms.len(), t);
+        assert!(norms.iter().all(|v| v.is_finite()));
+        assert!(norms[0] < norms[t - 1], "layer {layer}: the gradient should fade with distance");
+    }
+    for var in varmap.all_vars() {
+        let g = flat(grads.get(var.as_tensor()).expect("every weight gets a gradient"));
+        assert!(g.iter().all(|v| v.is_finite()) && g.iter().any(|v| *v != 0.0));
+    }
+}
