@@ -29,8 +29,12 @@ struct ParamState {
 /// A set of named parameters and the rule's state for each.
 pub struct Optimizer {
     config: OptimizerConfig,
+    /// The same rule with weight decay 0, for parameters outside the decay group.
+    no_decay_config: OptimizerConfig,
     params: Vec<(String, Var)>,
     state: Vec<ParamState>,
+    /// Per parameter: whether weight decay applies (PyTorch's parameter groups).
+    decay: Vec<bool>,
 }
 
 impl Optimizer {
@@ -59,7 +63,18 @@ impl Optimizer {
             }
             state.push(ParamState { step: 0, slots });
         }
-        Ok(Self { config, params, state })
+        let decay = vec![true; params.len()];
+        let no_decay_config = config.clone().with_weight_decay(0.0);
+        Ok(Self { config, no_decay_config, params, state, decay })
+    }
+
+    /// Puts the parameters for which `exempt(name, var)` holds into a group without weight
+    /// decay, as `torch.optim` parameter groups do (nanoGPT exempts biases and LayerNorm gains:
+    /// every parameter of rank < 2).
+    pub fn exempt_from_weight_decay(&mut self, exempt: impl Fn(&str, &Var) -> bool) {
+        for ((name, var), decay) in self.params.iter().zip(self.decay.iter_mut()) {
+            *decay = !exempt(name, var);
+        }
     }
 
     /// Every variable of `varmap`, under its registered name, in name order.
@@ -92,8 +107,9 @@ impl Optimizer {
         if !(lr >= 0.0 && lr.is_finite()) {
             bail!("lr must be finite and ≥ 0, got {lr}");
         }
-        for ((name, var), st) in self.params.iter().zip(self.state.iter_mut()) {
+        for (((name, var), st), &decay) in self.params.iter().zip(self.state.iter_mut()).zip(&self.decay) {
             let Some(grad) = grads.get(var.as_tensor()) else { continue };
+            let config = if decay { &self.config } else { &self.no_decay_config };
             if grad.dims() != var.dims() {
                 bail!("gradient of '{name}' has shape {:?}, the parameter {:?}", grad.dims(), var.dims());
             }
@@ -101,7 +117,7 @@ impl Optimizer {
             let (p, g) = (var.as_tensor().detach(), grad.detach());
             let step = st.step + 1;
             let mut slots = st.slots.clone();
-            let new_p = update(&self.config, &p, &g, &mut slots, step, lr)
+            let new_p = update(config, &p, &g, &mut slots, step, lr)
                 .map_err(|e| e.context(format!("{} step for '{name}'", self.config.name())))?;
             var.set(&new_p)?;
             *st = ParamState { step, slots };

@@ -138,6 +138,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let params: Vec<Var> = named.iter().map(|(_, v)| v.clone()).collect();
     let mut optimizer = Optimizer::new(cfg.optimizer_config()?, named.clone())?;
+    // nanoGPT's groups: decay matrices and embeddings, not biases or LayerNorm gains.
+    optimizer.exempt_from_weight_decay(|_, var| var.rank() < 2);
     let schedule = cfg.schedule()?;
 
     let mut state = if opts.resume {

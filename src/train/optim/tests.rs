@@ -422,3 +422,22 @@ fn config_parses_validates_and_serialises() {
     .contains("lr_decay"));
     assert!(Optimizer::new(sgd(0.0, true, 0.0), vec![]).is_err());
 }
+
+/// Exempt parameters take the rule without its weight-decay term (a PyTorch parameter group with
+/// `weight_decay=0`).
+#[test]
+fn exempt_parameters_skip_weight_decay_only() {
+    let dev = Device::Cpu;
+    let w = Var::from_tensor(&Tensor::new(&[[1f32, 2.0]], &dev).unwrap()).unwrap();
+    let b = Var::from_tensor(&Tensor::new(&[1f32, 2.0], &dev).unwrap()).unwrap();
+    let cfg = OptimizerConfig::adamw().with_weight_decay(0.5);
+    let mut opt = Optimizer::new(cfg, vec![("w".into(), w.clone()), ("b".into(), b.clone())]).unwrap();
+    opt.exempt_from_weight_decay(|_, v| v.rank() < 2);
+    let loss = (w.as_tensor().sum_all().unwrap() + b.as_tensor().sum_all().unwrap()).unwrap();
+    opt.step(&loss.backward().unwrap(), 0.1).unwrap();
+    // AdamW's first step moves every element by lr (m̂/√v̂ = 1 for a constant gradient, eps
+    // aside); decay additionally scales the matrix by (1 - lr·wd) = 0.95 first.
+    let (wv, bv) = (w.as_tensor().to_vec2::<f32>().unwrap(), b.as_tensor().to_vec1::<f32>().unwrap());
+    assert!((wv[0][0] - (0.95 - 0.1)).abs() < 1e-5 && (wv[0][1] - (1.9 - 0.1)).abs() < 1e-5, "{wv:?}");
+    assert!((bv[0] - 0.9).abs() < 1e-5 && (bv[1] - 1.9).abs() < 1e-5, "{bv:?}");
+}
