@@ -46,8 +46,10 @@ pub fn metrics_table(probes: &[Probe]) -> String {
                 "no path beyond d=0".into()
             } else if m.exploding {
                 format!("exploding (×e every {} steps)", fmt_opt(m.growth_e_folding))
-            } else if m.e_folding.is_some() {
+            } else if m.e_folding.is_some_and(|e| e < c.distance.len() as f64) {
                 "vanishing".into()
+            } else if m.e_folding.is_some() {
+                "≈ flat (e-folding beyond T)".into()
             } else {
                 "flat".into()
             };
