@@ -24,7 +24,12 @@ struct Setup {
 }
 
 fn setup(model: &str) -> Setup {
-    let cfg = TrainConfig { seq_len: 200, model: model.parse().expect("family"), hidden: 128, ..TrainConfig::default() };
+    let cfg = TrainConfig {
+        seq_len: 200,
+        model: model.parse().expect("family"),
+        hidden: 128,
+        ..TrainConfig::default()
+    };
     let task = AddingTask::new(200, AddingVariant::Standard).expect("task");
     let varmap = VarMap::new();
     let m = cfg.model_config(&task).init(&varmap, 0, &Device::Cpu).expect("model");

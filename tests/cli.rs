@@ -1,21 +1,13 @@
 //! The `gradscope` binary end to end: training runs, resume, bench, and bad input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn gradscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gradscope")).args(args).output().expect("run gradscope")
-}
+mod common;
+use common::{gradscope, stderr};
 
 fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gradscope-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    common::tempdir(&format!("cli-{name}"))
 }
 
 fn json(path: &Path) -> serde_json::Value {

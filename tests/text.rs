@@ -2,21 +2,12 @@
 //! bad input. Uses ../shared/data/tinyshakespeare.txt when present, else generated text.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn gradscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gradscope")).args(args).output().expect("run gradscope")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{gradscope, stderr};
 
 fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gradscope-text-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::tempdir(&format!("text-{name}"))
 }
 
 /// A corpus: the shared tiny Shakespeare, or 40 kB of generated verse.
