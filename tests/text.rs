@@ -110,6 +110,26 @@ fn stateful_tbptt_resumes_exactly_and_samples() {
         "3",
     ]);
     assert_eq!(String::from_utf8(again.stdout).unwrap(), text, "seeded sampling is reproducible");
+
+    // The gradient of the loss at the last position against earlier positions of a trained LM.
+    let grad = dir.join("grad");
+    let o = gradscope(&[
+        "grad",
+        "--run",
+        straight.to_str().unwrap(),
+        "--batch",
+        "3",
+        "--out",
+        grad.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let curves = std::fs::read_to_string(grad.join("curves.csv")).unwrap();
+    // 2 layers × (h, c) × 16 positions.
+    assert_eq!(curves.lines().count(), 1 + 4 * 16);
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(straight.join("summary.json")).unwrap()).unwrap();
+    let (loss, ppl) = (s["eval_loss"].as_f64().unwrap(), s["eval_perplexity"].as_f64().unwrap());
+    assert!((ppl - loss.exp()).abs() < 1e-9 * ppl, "perplexity is exp(loss)");
 }
 
 #[test]

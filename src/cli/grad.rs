@@ -130,7 +130,8 @@ pub fn run(args: GradArgs) -> Result<()> {
     for (name, cfg, run) in &jobs {
         cfg.validate().with_context(|| format!("model {name}"))?;
         let device = parse_device(&cfg.device)?;
-        let task = cfg.build_task()?;
+        // A trained language model keeps its own tokenizer.
+        let task = cfg.build_task_in(run.as_deref())?;
         let model_cfg = match run {
             // A trained model keeps its architecture; only the task length may change.
             Some(dir) => RunDir::new(dir).read_json::<SeqModelConfig>(MODEL_CONFIG)?,

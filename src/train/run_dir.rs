@@ -40,6 +40,9 @@ pub struct MetricsRecord {
     /// Text: bits per character of the validation text.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub eval_bpc: Option<f64>,
+    /// Text: exp(eval loss), the per-token perplexity.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub eval_perplexity: Option<f64>,
     /// Mean global gradient norm before clipping over the same steps.
     #[serde(deserialize_with = "crate::util::nullable::f64")]
     pub grad_norm: f64,
@@ -64,6 +67,8 @@ pub struct Summary {
     pub eval_mse: Option<f64>,
     #[serde(default)]
     pub eval_bpc: Option<f64>,
+    #[serde(default)]
+    pub eval_perplexity: Option<f64>,
     pub baseline: f64,
     pub solved: bool,
     pub steps_to_solve: Option<u64>,
