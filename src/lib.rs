@@ -8,6 +8,7 @@
 //! - [`train`]: PyTorch's optimiser rules, gradient clipping and learning-rate schedules.
 //! - [`device`]: run-time device selection (`cpu`, `cuda`, `cuda:N`, `metal`).
 //! - [`plot`]: PNG + SVG line charts (log axes over tens of decades) and heatmaps from saved data.
+//! - [`lab`]: the vanishing-gradient lab: named experiments, one per claim of the literature.
 //! - [`util`]: tensor helpers shared by the models (time unbinding, deep-graph stack).
 
 pub mod bench;
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod device;
 pub mod figures;
 pub mod generate;
+pub mod lab;
 pub mod models;
 pub mod plot;
 pub mod probe;
