@@ -224,7 +224,7 @@ mod tests {
     #[test]
     fn numbers_read_well() {
         assert_eq!(fmt_num(1.234e-9), "1.2e-9");
-        assert_eq!(fmt_num(0.7071), "0.707");
+        assert_eq!(fmt_num(0.7349), "0.735");
         assert_eq!(fmt_num(12.345), "12.3");
         assert_eq!(fmt_num(123456.0), "1.2e5");
         assert_eq!(fmt_num(0.0), "0");

@@ -53,10 +53,14 @@ pub struct RecurrentRun {
     pub wall_seconds: f64,
 }
 
-/// The curve a comparison uses: the last layer's h (the GPT's residual stream).
+/// The curve a comparison uses: the last layer's h; for the GPT, the residual stream entering its
+/// last block (after the last block only position t_loss still reaches a last-step loss, so
+/// that curve is zero beyond d = 0 by construction).
 pub fn main_curve(p: &Probe) -> Option<&Curve> {
+    let gpt = p.curves.iter().all(|c| c.state == "resid");
     let last = p.curves.iter().filter(|c| c.state != "c").map(|c| c.layer).max()?;
-    p.curves.iter().find(|c| c.layer == last && c.state != "c")
+    let layer = if gpt { last.saturating_sub(1) } else { last };
+    p.curves.iter().find(|c| c.layer == layer && c.state != "c")
 }
 
 impl RecurrentRun {

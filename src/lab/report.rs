@@ -496,6 +496,7 @@ pub fn markdown(r: &ExperimentReport) -> String {
             t.max_seconds.map_or(String::new(), |m| format!(", at most {m} s per config")),
             t.probe_size
         ));
+        s.push_str("- Gradients are float32: norms below ~1e-38 are subnormal (few significant digits) and 0 means the gradient underflowed.\n");
     }
     if let Some(rs) = &r.recurrent_settings {
         s.push_str(&format!(
