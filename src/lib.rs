@@ -14,6 +14,7 @@
 //! - [`generate`]: sampling from language models.
 //! - [`checkpoint`]: atomic safetensors save/load with PyTorch `state_dict` names.
 //! - [`device`]: run-time device selection (`cpu`, `cuda`, `cuda:N`, `metal`).
+//! - [`lab`]: the vanishing-gradient lab: named experiments, one per claim of the literature.
 //! - [`cli`]: the `gradscope` command line.
 //! - [`util`]: tensor helpers shared by the models (time unbinding, deep-graph stack).
 
@@ -24,6 +25,7 @@ pub mod device;
 pub mod figures;
 pub mod generate;
 pub mod kernels;
+pub mod lab;
 pub mod models;
 pub mod plot;
 pub mod probe;

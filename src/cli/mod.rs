@@ -6,6 +6,7 @@
 mod bench;
 mod data;
 mod grad;
+mod lab;
 mod plot;
 mod sample;
 mod train;
@@ -40,6 +41,8 @@ enum Command {
     Data(data::DataArgs),
     /// Merge finished runs or bench shards into one report.
     Report(bench::ReportArgs),
+    /// The vanishing-gradient lab: named experiments testing the literature's claims (--list).
+    Lab(Box<lab::LabArgs>),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
         Command::Sample(args) => sample::run(args),
         Command::Data(args) => data::run(args),
         Command::Report(args) => bench::report(args),
+        Command::Lab(args) => lab::run(*args),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
