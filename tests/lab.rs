@@ -157,7 +157,7 @@ fn tiny_recurrent_grid_trains_and_measures() {
         let dir = PathBuf::from(run["run_dir"].as_str().unwrap());
         assert!(dir.join("summary.json").exists() && dir.join("metrics.jsonl").exists());
     }
-    for stem in ["grad-vs-distance-init", "grad-vs-distance-trained", "loss"] {
+    for stem in ["grad-vs-distance-init", "grad-vs-distance-trained", "loss", "grad-norm"] {
         assert!(
             out.join(format!("{stem}.png")).exists() && out.join(format!("{stem}.svg")).exists(),
             "{stem}"

@@ -498,6 +498,14 @@ fn residual_judge(runs: &[DepthRun], _: &[RecurrentRun]) -> Vec<Finding> {
             &format!("for every config whose plain network ends at ≥ {LEARNED}× the input-blind baseline, the residual one must end below {LEARNED}×"),
             format!("Held-out loss relative to the baseline after training: {}", train_ev.join("; ")),
         ),
+        Finding::measured(format!(
+            "Held-out loss relative to the baseline at initialisation (step 0): {} — without normalisation each residual block adds to h, so the forward signal grows with depth",
+            list(runs.iter().filter(|r| !r.curve.is_empty()), |r| format!(
+                "{}: {}",
+                r.config.variant_label(),
+                fmt_num(r.curve[0].eval_loss / r.baseline)
+            ))
+        )),
     ]
 }
 
@@ -629,6 +637,24 @@ fn exploding_judge(_: &[DepthRun], runs: &[RecurrentRun]) -> Vec<Finding> {
         );
         if let Some(v) = value {
             ev.push_str(&format!("; with value clipping: {}", outcome(v)));
+        }
+        let dead =
+            |r: &RecurrentRun| r.trained_curve().is_some_and(|c| c.mean.iter().skip(1).all(|&g| g == 0.0));
+        if dead(n) {
+            ev.push_str("; after the blow-up the unclipped network's gradient is exactly 0 at every d ≥ 1");
+            let inactive = n
+                .trained_probe
+                .as_ref()
+                .and_then(|p| p.saturation.as_ref())
+                .and_then(|layers| layers.last())
+                .and_then(|l| l.saturated.first())
+                .map(|(_, f)| *f);
+            if let Some(f) = inactive {
+                ev.push_str(&format!(
+                    " and {}% of its unit-steps have a derivative below 0.01 on held-out sequences (ReLU off)",
+                    fmt_num(100.0 * f)
+                ));
+            }
         }
         out.push(Finding::judged(
             "a run that fails without clipping trains with gradient-norm clipping",

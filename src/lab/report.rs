@@ -449,6 +449,30 @@ pub fn recurrent_figures(runs: &[RecurrentRun], name: &str, out: &Path) -> Resul
             "Held-out loss against training step".into(),
             &mut figs,
         )?;
+        draw(
+            LineChart {
+                title: format!("{name}: gradient norm during training"),
+                x_label: "training step".into(),
+                y_label: "global ‖∂L/∂θ‖ before clipping, 50-step mean (log scale)".into(),
+                log_y: true,
+                series: with_metrics
+                    .iter()
+                    .map(|r| {
+                        Series::new(
+                            r.label.clone(),
+                            r.metrics.iter().map(|m| m.step as f64).collect(),
+                            r.metrics.iter().map(|m| m.grad_norm).collect(),
+                        )
+                    })
+                    .collect(),
+                hline: None,
+            },
+            out,
+            "grad-norm",
+            "Global gradient norm (before clipping) against training step, averaged between evaluations"
+                .into(),
+            &mut figs,
+        )?;
     }
     Ok(figs)
 }
