@@ -339,24 +339,15 @@ pub fn depth_figures(runs: &[DepthRun], name: &str, out: &Path) -> Result<Vec<Fi
     let trained: Vec<&DepthRun> = runs.iter().filter(|r| r.curve.len() > 1).collect();
     if !trained.is_empty() {
         let baseline = trained[0].baseline;
+        let series = trained
+            .iter()
+            .map(|r| {
+                let steps = r.curve.iter().map(|p| p.step as f64).collect();
+                Series::new(r.label.clone(), steps, r.curve.iter().map(|p| p.eval_loss).collect())
+            })
+            .collect();
         draw(
-            LineChart {
-                title: format!("{name}: held-out loss during training"),
-                x_label: "training step".into(),
-                y_label: "held-out loss (log scale)".into(),
-                log_y: true,
-                series: trained
-                    .iter()
-                    .map(|r| {
-                        Series::new(
-                            r.label.clone(),
-                            r.curve.iter().map(|p| p.step as f64).collect(),
-                            r.curve.iter().map(|p| p.eval_loss).collect(),
-                        )
-                    })
-                    .collect(),
-                hline: Some((baseline, "input-blind baseline".into())),
-            },
+            held_out_loss_chart(name, series, Some((baseline, "input-blind baseline".into()))),
             out,
             "loss",
             "Held-out loss against training step".into(),
@@ -426,24 +417,15 @@ pub fn recurrent_figures(runs: &[RecurrentRun], name: &str, out: &Path) -> Resul
     if !with_metrics.is_empty() {
         let baseline = with_metrics[0].baseline;
         let same = with_metrics.iter().all(|r| (r.baseline - baseline).abs() < 1e-12);
+        let series = with_metrics
+            .iter()
+            .map(|r| {
+                let steps = r.metrics.iter().map(|m| m.step as f64).collect();
+                Series::new(r.label.clone(), steps, r.metrics.iter().map(|m| m.eval_loss).collect())
+            })
+            .collect();
         draw(
-            LineChart {
-                title: format!("{name}: held-out loss during training"),
-                x_label: "training step".into(),
-                y_label: "held-out loss (log scale)".into(),
-                log_y: true,
-                series: with_metrics
-                    .iter()
-                    .map(|r| {
-                        Series::new(
-                            r.label.clone(),
-                            r.metrics.iter().map(|m| m.step as f64).collect(),
-                            r.metrics.iter().map(|m| m.eval_loss).collect(),
-                        )
-                    })
-                    .collect(),
-                hline: same.then(|| (baseline, "memoryless baseline".into())),
-            },
+            held_out_loss_chart(name, series, same.then(|| (baseline, "memoryless baseline".into()))),
             out,
             "loss",
             "Held-out loss against training step".into(),
@@ -547,6 +529,18 @@ pub fn write_report(mut report: ExperimentReport, out: &Path) -> Result<Experime
     write_atomic(&out.join(RESULTS_JSON), json.as_bytes())?;
     write_atomic(&out.join(REPORT_MD), markdown(&report).as_bytes())?;
     Ok(report)
+}
+
+/// Held-out loss against the training step, on a log axis, with an optional baseline line.
+fn held_out_loss_chart(name: &str, series: Vec<Series>, hline: Option<(f64, String)>) -> LineChart {
+    LineChart {
+        title: format!("{name}: held-out loss during training"),
+        x_label: "training step".into(),
+        y_label: "held-out loss (log scale)".into(),
+        log_y: true,
+        series,
+        hline,
+    }
 }
 
 #[cfg(test)]
