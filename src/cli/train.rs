@@ -22,6 +22,10 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Stop (with a summary) once this many seconds of wall time have passed: for comparing
+    /// models at equal training time.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_seconds: Option<f64>,
 
     /// Task: copy | adding | text. [default: adding]
     #[arg(long, help_heading = "Task")]
@@ -182,6 +186,9 @@ impl TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    if args.max_seconds.is_some_and(|s| !(s > 0.0 && s.is_finite())) {
+        bail!("--max-seconds must be a finite number > 0");
+    }
     let (cfg, out, resume) = match &args.resume {
         Some(dir) => {
             let saved = dir.join(crate::train::run_dir::CONFIG);
@@ -197,7 +204,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         resume,
         quiet: args.quiet,
         interrupt: Some(super::interrupt_flag()),
-        max_seconds: None,
+        max_seconds: args.max_seconds,
     };
     let summary = train(&cfg, &opts)?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
