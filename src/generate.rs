@@ -5,7 +5,7 @@
 
 use crate::models::{ForwardOptions, RecurrentState, SeqModel};
 use anyhow::{bail, Result};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -87,11 +87,6 @@ pub fn generate(
         }
     }
     Ok(out)
-}
-
-/// Softmax probabilities of logits (V), for tests and tools.
-pub fn probabilities(logits: &Tensor) -> Result<Vec<f32>> {
-    Ok(candle_nn::ops::softmax(logits, D::Minus1)?.to_vec1()?)
 }
 
 #[cfg(test)]

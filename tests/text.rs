@@ -30,6 +30,36 @@ fn corpus(dir: &Path) -> PathBuf {
     path
 }
 
+/// A two-step character (or `extra`-tokenizer) RNN language model written to `out`.
+fn tiny_rnn_lm(corpus: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "train",
+        "--task",
+        "text",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--model",
+        "rnn",
+        "--hidden",
+        "8",
+        "--seq-len",
+        "8",
+        "--batch",
+        "2",
+        "--steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--eval-size",
+        "2",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    gradscope(&args)
+}
+
 fn metric_values(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
         .unwrap()
@@ -176,58 +206,11 @@ fn bpe_gpt_run_saves_a_loadable_tokenizer_and_samples() {
 
     // The saved tokenizer can be reused, and one that does not match a model is refused.
     let reuse = dir.join("reuse");
-    let o = gradscope(&[
-        "train",
-        "--task",
-        "text",
-        "--corpus",
-        corpus.to_str().unwrap(),
-        "--model",
-        "rnn",
-        "--hidden",
-        "8",
-        "--seq-len",
-        "8",
-        "--batch",
-        "2",
-        "--steps",
-        "2",
-        "--eval-every",
-        "2",
-        "--eval-size",
-        "2",
-        "--quiet",
-        "--tokenizer",
-        out.join("tokenizer.json").to_str().unwrap(),
-        "--out",
-        reuse.to_str().unwrap(),
-    ]);
+    let tokenizer = out.join("tokenizer.json");
+    let o = tiny_rnn_lm(&corpus, &reuse, &["--tokenizer", tokenizer.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let chars = dir.join("chars");
-    let o = gradscope(&[
-        "train",
-        "--task",
-        "text",
-        "--corpus",
-        corpus.to_str().unwrap(),
-        "--model",
-        "rnn",
-        "--hidden",
-        "8",
-        "--seq-len",
-        "8",
-        "--batch",
-        "2",
-        "--steps",
-        "2",
-        "--eval-every",
-        "2",
-        "--eval-size",
-        "2",
-        "--quiet",
-        "--out",
-        chars.to_str().unwrap(),
-    ]);
+    let o = tiny_rnn_lm(&corpus, &chars, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     std::fs::remove_file(chars.join("chars.json")).unwrap();
     std::fs::copy(out.join("tokenizer.json"), chars.join("tokenizer.json")).unwrap();
