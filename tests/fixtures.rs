@@ -108,7 +108,7 @@ fn var(t: &Tensor) -> Var {
     Var::from_tensor(t).unwrap()
 }
 
-/// Every backend a recurrent model can run on the CPU.
+/// Every backend a model can run on the CPU (the GPT's fused ops follow the same switch).
 const BACKENDS: [RecurrentBackend; 2] = [RecurrentBackend::Autograd, RecurrentBackend::Fused];
 
 fn check_recurrent(file: &Loaded, kind: &str, backend: RecurrentBackend) -> Vec<String> {
@@ -172,7 +172,7 @@ fn check_recurrent(file: &Loaded, kind: &str, backend: RecurrentBackend) -> Vec<
     ck.finish().into_iter().map(|f| format!("[{backend}] {f}")).collect()
 }
 
-fn check_gpt(file: &Loaded) -> Vec<String> {
+fn check_gpt(file: &Loaded, backend: RecurrentBackend) -> Vec<String> {
     let mut ck = Checker::new(file);
     let meta = |key: &str| file.metadata.get(key).unwrap_or_else(|| panic!("metadata lacks '{key}'")).clone();
     let wte = ck.input("wte.weight");
@@ -188,7 +188,8 @@ fn check_gpt(file: &Loaded) -> Vec<String> {
     let vb = register(&varmap, "", params, &Device::Cpu).unwrap();
     let model = Gpt::new(&cfg, vb).unwrap();
 
-    let logits = model.forward(&ck.input("tokens")).unwrap();
+    let opts = ForwardOptions { backend, ..Default::default() };
+    let logits = model.forward_with(&ck.input("tokens"), &opts).unwrap().logits;
     ck.compare("logits", &logits);
     let loss = model.loss(&logits, &ck.input("targets")).unwrap();
     ck.compare("loss", &loss.reshape(1).unwrap());
@@ -200,14 +201,14 @@ fn check_gpt(file: &Loaded) -> Vec<String> {
             None => ck.failures.push(format!("grad.{name}: autograd produced no gradient")),
         }
     }
-    ck.finish()
+    ck.finish().into_iter().map(|f| format!("[{backend}] {f}")).collect()
 }
 
 fn check_file(path: &Path) -> Vec<String> {
     let file = load(path, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
     let kind = file.metadata.get("kind").cloned().expect("fixture metadata has no 'kind'");
     match kind.as_str() {
-        "gpt" => check_gpt(&file),
+        "gpt" => BACKENDS.into_iter().flat_map(|backend| check_gpt(&file, backend)).collect(),
         _ => BACKENDS.into_iter().flat_map(|backend| check_recurrent(&file, &kind, backend)).collect(),
     }
 }

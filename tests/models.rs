@@ -168,3 +168,54 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The GPT's fused CPU ops (LayerNorm, linear + GELU, causal attention) against candle's per-op
+/// graph: logits, loss, every parameter gradient and the residual-stream taps, with and without
+/// dropout (which sends the attention weights through the per-op path), at T below the context.
+#[test]
+fn gpt_fused_ops_match_the_per_op_graph() {
+    use gradscope::models::{cross_entropy, Gpt};
+    for dropout in [0.0, 0.2] {
+        let mut cfg = GptConfig::new(11, 16, 2, 3, 24);
+        cfg.dropout = dropout;
+        let varmap = VarMap::new();
+        let model: Gpt = cfg.init(&varmap, "", 3, &Device::Cpu).unwrap();
+        // nanoGPT's init leaves biases at 0 and LayerNorm at (1, 0): perturb everything so that
+        // every gradient formula is exercised.
+        let mut vars: Vec<(String, candle_core::Var)> =
+            varmap.data().lock().unwrap().clone().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        for (k, (_, var)) in vars.iter().enumerate() {
+            let noise = (randn(var.dims(), 100 + k as u64) * 0.1).unwrap();
+            var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
+        }
+        let ids = |seed: u64| {
+            let v: Vec<u32> = (0..3 * 13).map(|i| ((i as u64 * 7 + seed * 5) % 11) as u32).collect();
+            Tensor::from_vec(v, (3, 13), &Device::Cpu).unwrap()
+        };
+        let (tokens, targets) = (ids(1), ids(2));
+        let run = |backend: RecurrentBackend| {
+            let opts = ForwardOptions { train: true, dropout_seed: 9, record_state_grads: true, backend };
+            let out = model.forward_with(&tokens, &opts).unwrap();
+            let loss = cross_entropy(&out.logits, &targets).unwrap();
+            let grads = loss.backward().unwrap();
+            let mut got = vec![("logits".to_string(), flat(&out.logits)), ("loss".into(), flat(&loss))];
+            for (name, var) in &vars {
+                got.push((format!("grad.{name}"), flat(grads.get(var.as_tensor()).unwrap())));
+            }
+            let taps = out.taps.unwrap().grads(&grads).unwrap();
+            for (k, h) in taps.h.iter().enumerate() {
+                got.push((format!("tap{k}"), flat(h)));
+            }
+            got
+        };
+        let (fused, reference) = (run(RecurrentBackend::Fused), run(RecurrentBackend::Autograd));
+        assert_eq!(fused.len(), reference.len());
+        for ((name, f), (_, r)) in fused.iter().zip(&reference) {
+            let scale = r.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
+            for (a, b) in f.iter().zip(r) {
+                assert!((a - b).abs() <= 1e-4 * scale + 1e-6, "dropout {dropout}, {name}: {a} vs {b}");
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! report of which models learn dependencies across which distances.
 
 mod report;
+pub mod speed;
 
 pub use report::{collect_results, findings, markdown_table, report_text, write_report, ResultRow};
 

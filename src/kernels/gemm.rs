@@ -28,6 +28,8 @@ use gemm::Parallelism;
 pub const STEP: Parallelism = Parallelism::None;
 /// Threads for the whole-sequence products: input projection, weight gradients, ∂L/∂x.
 pub const WEIGHT: Parallelism = Parallelism::None;
+/// Threads for the GPT's products, thousands of rows deep: rayon's pool (`RAYON_NUM_THREADS`).
+pub const LARGE: Parallelism = Parallelism::Rayon(0);
 
 /// A strided matrix inside a slice: element (i, j) is at `offset + i·rs + j·cs`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

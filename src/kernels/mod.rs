@@ -1,20 +1,28 @@
-//! Fused CPU kernels for the recurrent layers: the whole time loop of one layer, forward and
-//! backward, in one candle custom op (see [`fused_layer`]).
+//! Fused CPU kernels: for the recurrent layers, the whole time loop of one layer, forward and
+//! backward, in one candle custom op (see [`fused_layer`]); for the GPT, LayerNorm, linear (+GELU)
+//! and causal attention as one op each ([`layer_norm`], [`linear`], [`causal_attention`]).
 //!
 //! - [`math`]: vectorisable f32 `exp`, `sigmoid`, `tanh`.
 //! - `gemm`: bounds-checked strided products through the `gemm` crate, and the thread choice.
 //! - `layer`: the packed weight layout and the input-side products every cell shares.
 //! - `rnn`, `lstm`, `gru`: each cell's forward loop and BPTT on f32 slices.
 //! - `op`: the `CustomOp3` glue, shape checks and the state-gradient slots.
+//! - `layer_norm`, `linear`, `attention`: the GPT's ops, each forward + backward on f32 slices.
 
+mod attention;
 mod gemm;
 mod gru;
 mod layer;
+mod layer_norm;
+mod linear;
 mod lstm;
 pub mod math;
 mod op;
 mod rnn;
 
+pub use attention::causal_attention;
+pub use layer_norm::layer_norm;
+pub use linear::{linear, Activation};
 pub use op::{fused_layer, pack_weights, Slot, StateGradSlots};
 
 /// Batch, sequence length, hidden and input size of one fused call.

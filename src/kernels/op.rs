@@ -47,11 +47,11 @@ fn result_shape(cell: CellKind, Dims { b, t, h, .. }: Dims) -> Shape {
     }
 }
 
-fn poisoned<T>(_: T) -> candle_core::Error {
+pub(super) fn poisoned<T>(_: T) -> candle_core::Error {
     candle_core::Error::Msg("fused recurrent kernel: a lock was poisoned by an earlier panic".into())
 }
 
-fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+pub(super) fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let data = s.as_slice::<f32>()?;
     match l.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
@@ -59,7 +59,7 @@ fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]>
     }
 }
 
-fn storage_slice<'a>(s: &'a Storage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+pub(super) fn storage_slice<'a>(s: &'a Storage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     match s {
         Storage::Cpu(c) => cpu_slice(c, l, what),
         _ => bail!("fused recurrent kernel: {what} is not on the CPU"),

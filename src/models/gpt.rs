@@ -2,12 +2,19 @@
 //! a separate (untied) `lm_head` without bias. Parameter names follow the fixtures' README:
 //! `wte`, `wpe`, `h.{k}.ln_1`, `h.{k}.attn.c_attn`, `h.{k}.attn.c_proj`, `h.{k}.ln_2`,
 //! `h.{k}.mlp.c_fc`, `h.{k}.mlp.c_proj`, `ln_f`, `lm_head`.
+//!
+//! Two implementations of the same equations, chosen per call by [`super::ForwardOptions::backend`]
+//! (the recurrent layers' switch): on the CPU in f32, LayerNorm, each linear layer (with its GELU)
+//! and the causal attention run as one fused op each (`crate::kernels`); with `autograd`, or on
+//! another device, candle's per-op graph, which stays the reference. Dropout on the attention
+//! weights takes the per-op attention.
 
 use super::init::Initializer;
 use super::taps::{LayerTap, StateTaps};
+use crate::kernels::{self, Activation};
 use crate::util::dropout;
 use candle_core::{bail, DType, Device, Module, Result, Tensor, D};
-use candle_nn::{linear, linear_no_bias, Linear, VarBuilder, VarMap};
+use candle_nn::{linear_no_bias, Linear, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -129,6 +136,16 @@ impl LayerNorm {
     }
 }
 
+impl LayerNorm {
+    fn apply(&self, x: &Tensor, fused: bool) -> Result<Tensor> {
+        if fused {
+            kernels::layer_norm(x, &self.weight, &self.bias, self.eps)
+        } else {
+            self.forward(x)
+        }
+    }
+}
+
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
@@ -138,13 +155,42 @@ impl Module for LayerNorm {
     }
 }
 
+/// A linear layer with bias, weight (out, in) in PyTorch's layout.
+struct Dense {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Dense {
+    fn new(inputs: usize, outputs: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { weight: vb.get((outputs, inputs), "weight")?, bias: vb.get(outputs, "bias")? })
+    }
+
+    fn apply(&self, x: &Tensor, act: Activation, fused: bool) -> Result<Tensor> {
+        if fused {
+            return kernels::linear(x, &self.weight, &self.bias, act);
+        }
+        let y = self.forward(x)?;
+        match act {
+            Activation::Identity => Ok(y),
+            Activation::Gelu => y.gelu_erf(),
+        }
+    }
+}
+
+impl Module for Dense {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Linear::new(self.weight.clone(), Some(self.bias.clone())).forward(x)
+    }
+}
+
 struct Block {
     ln_1: LayerNorm,
-    c_attn: Linear,
-    attn_proj: Linear,
+    c_attn: Dense,
+    attn_proj: Dense,
     ln_2: LayerNorm,
-    c_fc: Linear,
-    mlp_proj: Linear,
+    c_fc: Dense,
+    mlp_proj: Dense,
     n_head: usize,
 }
 
@@ -154,6 +200,8 @@ struct Mode {
     train: bool,
     p: f64,
     seed: u64,
+    /// The fused CPU ops rather than candle's per-op graph.
+    fused: bool,
 }
 
 impl Mode {
@@ -170,11 +218,11 @@ impl Block {
     fn new(c: usize, n_head: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             ln_1: LayerNorm::new(c, eps, vb.pp("ln_1"))?,
-            c_attn: linear(c, 3 * c, vb.pp("attn.c_attn"))?,
-            attn_proj: linear(c, c, vb.pp("attn.c_proj"))?,
+            c_attn: Dense::new(c, 3 * c, vb.pp("attn.c_attn"))?,
+            attn_proj: Dense::new(c, c, vb.pp("attn.c_proj"))?,
             ln_2: LayerNorm::new(c, eps, vb.pp("ln_2"))?,
-            c_fc: linear(c, 4 * c, vb.pp("mlp.c_fc"))?,
-            mlp_proj: linear(4 * c, c, vb.pp("mlp.c_proj"))?,
+            c_fc: Dense::new(c, 4 * c, vb.pp("mlp.c_fc"))?,
+            mlp_proj: Dense::new(4 * c, c, vb.pp("mlp.c_proj"))?,
             n_head,
         })
     }
@@ -182,7 +230,12 @@ impl Block {
     fn attention(&self, u: &Tensor, mask: &Tensor, mode: Mode, salt: u64) -> Result<Tensor> {
         let (b, t, c) = u.dims3()?;
         let (nh, hd) = (self.n_head, c / self.n_head);
-        let qkv = self.c_attn.forward(u)?; // (B, T, 3C)
+        let qkv = self.c_attn.apply(u, Activation::Identity, mode.fused)?; // (B, T, 3C)
+        let attention_dropout = mode.train && mode.p > 0.0;
+        if mode.fused && !attention_dropout {
+            let y = kernels::causal_attention(&qkv, nh)?; // (B, T, C)
+            return mode.dropout(&self.attn_proj.apply(&y, Activation::Identity, true)?, salt + 1);
+        }
         let heads = |j: usize| -> Result<Tensor> {
             qkv.narrow(2, j * c, c)?.contiguous()?.reshape((b, t, nh, hd))?.transpose(1, 2)?.contiguous()
         }; // (B, nh, T, hd)
@@ -193,13 +246,13 @@ impl Block {
         let att = mode.dropout(&att, salt)?;
         let y = att.matmul(&v)?; // (B, nh, T, hd)
         let y = y.transpose(1, 2)?.contiguous()?.reshape((b, t, c))?; // (B, T, C)
-        mode.dropout(&self.attn_proj.forward(&y)?, salt + 1)
+        mode.dropout(&self.attn_proj.apply(&y, Activation::Identity, mode.fused)?, salt + 1)
     }
 
     fn forward(&self, x: &Tensor, mask: &Tensor, mode: Mode, salt: u64) -> Result<Tensor> {
-        let x = (x + self.attention(&self.ln_1.forward(x)?, mask, mode, salt)?)?;
-        let hidden = self.c_fc.forward(&self.ln_2.forward(&x)?)?.gelu_erf()?; // (B, T, 4C)
-        x + mode.dropout(&self.mlp_proj.forward(&hidden)?, salt + 2)?
+        let x = (x + self.attention(&self.ln_1.apply(x, mode.fused)?, mask, mode, salt)?)?;
+        let hidden = self.c_fc.apply(&self.ln_2.apply(&x, mode.fused)?, Activation::Gelu, mode.fused)?; // (B, T, 4C)
+        x + mode.dropout(&self.mlp_proj.apply(&hidden, Activation::Identity, mode.fused)?, salt + 2)?
     }
 }
 
@@ -262,7 +315,8 @@ impl Gpt {
         if c != self.config.n_embd {
             bail!("embedded input has {c} channels, the model has n_embd {}", self.config.n_embd);
         }
-        let mode = Mode { train: opts.train, p: self.config.dropout, seed: opts.dropout_seed };
+        let fused = opts.backend.use_fused(x.device(), x.dtype())?;
+        let mode = Mode { train: opts.train, p: self.config.dropout, seed: opts.dropout_seed, fused };
         let mut x = mode.dropout(&x.broadcast_add(&self.wpe.narrow(0, 0, t)?)?, 0)?; // (B, T, C)
         let mask = self.causal_mask.narrow(0, 0, t)?.narrow(1, 0, t)?; // (T, T)
         let mut taps = Vec::new();
@@ -279,7 +333,7 @@ impl Gpt {
         for (k, block) in self.blocks.iter().enumerate() {
             x = tap(block.forward(&x, &mask, mode, 1 + 3 * k as u64)?)?;
         }
-        let logits = self.lm_head.forward(&self.ln_f.forward(&x)?)?; // (B, T, V)
+        let logits = self.lm_head.forward(&self.ln_f.apply(&x, fused)?)?; // (B, T, V)
         Ok(GptOutput { logits, taps: opts.record_state_grads.then(|| StateTaps::new(taps)) })
     }
 

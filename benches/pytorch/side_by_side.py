@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""Run the gradscope speed workloads in PyTorch and in gradscope, side by side, and print ratios.
+
+    pip install torch            # any recent CPU build; 2.15 was used for the README table
+    python3 benches/pytorch/side_by_side.py                  # every workload
+    python3 benches/pytorch/side_by_side.py gpt_nanogpt copy_t100_lstm --steps 10
+
+Each workload runs in a fresh process on each side (so peak RSS is the workload's own), after
+warm-up steps, and the median s/step of the timed steps is reported. gradscope's side is
+`cargo run --release --example step_time -- WORKLOAD` (same workloads as `cargo bench --bench
+recurrent` and `--bench gpt`); PyTorch's side is this file with `--torch-only WORKLOAD`. The two
+sides alternate workload by workload, so a change in machine load hits both.
+
+A step is forward + loss + backward + optimiser update (Adam for the recurrent nets, AdamW for
+the GPT), f32, the thread count each library picks by default unless --threads is given.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+RECURRENT = {
+    # name: (task, cell, forward_only)
+    "adding_t1000_lstm": ("adding", "lstm", False),
+    "adding_t1000_gru": ("adding", "gru", False),
+    "adding_t1000_rnn_tanh": ("adding", "rnn_tanh", False),
+    "copy_t100_lstm": ("copy", "lstm", False),
+    "copy_t100_gru": ("copy", "gru", False),
+    "copy_t100_rnn_tanh": ("copy", "rnn_tanh", False),
+    "adding_t1000_lstm_forward": ("adding", "lstm", True),
+}
+GPT = {
+    # name: (n_layer, n_embd, n_head, context, batch, vocab)
+    "gpt_ctx256": (4, 128, 4, 256, 32, 65),
+    "gpt_nanogpt": (4, 128, 4, 64, 12, 65),
+}
+WORKLOADS = list(RECURRENT) + list(GPT)
+# Issue targets: gradscope must be at least this many times faster than PyTorch.
+TARGETS = {
+    "adding_t1000_lstm": 2.0, "adding_t1000_gru": 3.0, "adding_t1000_rnn_tanh": 3.0,
+    "copy_t100_lstm": 2.0, "copy_t100_gru": 3.0, "copy_t100_rnn_tanh": 3.0,
+    "adding_t1000_lstm_forward": 1.5, "gpt_ctx256": 1.0, "gpt_nanogpt": 1.0,
+}
+B, H = 64, 128
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def torch_workload(name):
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    if name in RECURRENT:
+        task, cell, forward_only = RECURRENT[name]
+        if task == "adding":
+            t, features, classes = 1000, 2, 1
+            x = torch.stack([torch.rand(B, t), torch.zeros(B, t)], dim=2)
+            x[:, 0, 1] = 1.0
+            x[:, t // 2, 1] = 1.0
+            y = (x[:, 0, 0] + x[:, t // 2, 0]).unsqueeze(1)
+        else:  # copy memory: 10 symbols (alphabet 8), T = 100 blanks, one-hot 10 -> 9 classes
+            t_blank, k, alphabet = 100, 10, 8
+            total = t_blank + 2 * k
+            features, classes = alphabet + 2, alphabet + 1
+            symbols = torch.randint(0, alphabet, (B, k))
+            ids = torch.full((B, total), alphabet, dtype=torch.long)
+            ids[:, :k] = symbols
+            ids[:, t_blank + k - 1] = alphabet + 1
+            x = F.one_hot(ids, features).float()
+            y = torch.full((B, total), alphabet, dtype=torch.long)
+            y[:, -k:] = symbols
+        rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn_tanh": nn.RNN}[cell]
+        rnn = rnn_cls(features, H, batch_first=True)
+        head = nn.Linear(H, classes)
+        params = list(rnn.parameters()) + list(head.parameters())
+        opt = torch.optim.Adam(params, lr=1e-3)
+
+        def step():
+            if forward_only:
+                with torch.no_grad():
+                    out, _ = rnn(x)
+                    head(out[:, -1])
+                return
+            out, _ = rnn(x)
+            if task == "adding":
+                loss = F.mse_loss(head(out[:, -1]), y)
+            else:
+                loss = F.cross_entropy(head(out).reshape(-1, classes), y.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        flops = recurrent_flops(task, cell, forward_only)
+        return step, flops
+
+    n_layer, c, n_head, ctx, batch, vocab = GPT[name]
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1, self.ln_2 = nn.LayerNorm(c), nn.LayerNorm(c)
+            self.c_attn, self.attn_proj = nn.Linear(c, 3 * c), nn.Linear(c, c)
+            self.c_fc, self.mlp_proj = nn.Linear(c, 4 * c), nn.Linear(4 * c, c)
+
+        def forward(self, x):
+            b, t, _ = x.shape
+            q, k, v = self.c_attn(self.ln_1(x)).split(c, dim=2)
+            q, k, v = (z.view(b, t, n_head, c // n_head).transpose(1, 2) for z in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.attn_proj(y.transpose(1, 2).contiguous().view(b, t, c))
+            return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
+
+    class Gpt(nn.Module):  # nanoGPT's model.py with biases, untied head (gradscope's layout)
+        def __init__(self):
+            super().__init__()
+            self.wte, self.wpe = nn.Embedding(vocab, c), nn.Embedding(ctx, c)
+            self.blocks = nn.ModuleList(Block() for _ in range(n_layer))
+            self.ln_f, self.lm_head = nn.LayerNorm(c), nn.Linear(c, vocab, bias=False)
+
+        def forward(self, idx):
+            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+            for block in self.blocks:
+                x = block(x)
+            return self.lm_head(self.ln_f(x))
+
+    model = Gpt()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    idx = torch.randint(0, vocab, (batch, ctx))
+    targets = torch.randint(0, vocab, (batch, ctx))
+
+    def step():
+        logits = model(idx)
+        loss = F.cross_entropy(logits.view(-1, vocab), targets.view(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step, gpt_flops(name)
+
+
+def recurrent_flops(task, cell, forward_only):
+    """GEMM FLOPs of one step: 2·m·n·k per product; the backward pass costs twice the forward."""
+    gates = {"lstm": 4, "gru": 3, "rnn_tanh": 1}[cell]
+    if task == "adding":
+        t, features, out_steps, classes = 1000, 2, 1, 1
+    else:
+        t, features, out_steps, classes = 120, 10, 120, 9
+    forward = 2 * B * t * gates * H * (features + H) + 2 * B * out_steps * H * classes
+    return forward if forward_only else 3 * forward
+
+
+def gpt_flops(name):
+    """nanoGPT's estimate: 6·N per token for the weight matrices + 12·L·C·T per token for attention."""
+    n_layer, c, _, ctx, batch, vocab = GPT[name]
+    n_matmul = n_layer * 12 * c * c + vocab * c
+    return (6 * n_matmul + 12 * n_layer * c * ctx) * batch * ctx
+
+
+def run_torch(name, steps, warmup, threads):
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    step, flops = torch_workload(name)
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return {"workload": name, "median_s": statistics.median(times), "min_s": min(times),
+            "steps": steps, "flops": flops, "peak_rss_mb": peak_rss_mb(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def torch_gemm_rate(threads, n=1024, reps=10):
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def subprocess_json(cmd, env=None):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("workloads", nargs="*", default=WORKLOADS, help=f"any of {', '.join(WORKLOADS)}")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per workload (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    p.add_argument("--threads", type=int, default=0, help="threads for both sides (0: library default)")
+    p.add_argument("--torch-only", metavar="WORKLOAD", help=argparse.SUPPRESS)
+    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    args = p.parse_args()
+    if args.torch_only:
+        print(json.dumps(run_torch(args.torch_only, args.steps, args.warmup, args.threads)))
+        return
+    unknown = [w for w in args.workloads if w not in WORKLOADS]
+    if unknown:
+        sys.exit(f"unknown workload(s) {unknown}; choose from {WORKLOADS}")
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    subprocess.run(["cargo", "build", "--release", "--example", "step_time"], cwd=repo, check=True)
+    env = dict(os.environ)
+    if args.threads:
+        env["RAYON_NUM_THREADS"] = str(args.threads)
+    gs_cmd = ["cargo", "run", "--quiet", "--release", "--example", "step_time", "--"]
+    common = ["--steps", str(args.steps), "--warmup", str(args.warmup)]
+    gemm = subprocess_json(gs_cmd + ["--gemm-rate"], env)
+    torch_gemm = torch_gemm_rate(args.threads)
+    print(f"large-GEMM rate (1024³ f32): gradscope {gemm['gflops']:.1f} GFLOP/s, PyTorch {torch_gemm:.1f} GFLOP/s")
+    rows = []
+    header = f"{'workload':28} {'PyTorch s/step':>14} {'gradscope':>10} {'ratio':>6} {'target':>6}  " \
+             f"{'GFLOP/s (% GEMM)':>17} {'RSS PyT/gs MB':>14}"
+    print(header)
+    for name in args.workloads:
+        torch_row = subprocess_json([sys.executable, __file__, "--torch-only", name] + common
+                                    + ["--threads", str(args.threads)])
+        gs_row = subprocess_json(gs_cmd + [name] + common, env)
+        ratio = torch_row["median_s"] / gs_row["median_s"]
+        gflops = gs_row["flops"] / gs_row["median_s"] / 1e9
+        row = {"workload": name, "pytorch": torch_row, "gradscope": gs_row, "ratio": ratio,
+               "target": TARGETS[name], "gradscope_gflops": gflops,
+               "gemm_fraction": gflops / gemm["gflops"]}
+        rows.append(row)
+        mark = "ok" if ratio >= TARGETS[name] else "MISS"
+        print(f"{name:28} {torch_row['median_s']:14.4f} {gs_row['median_s']:10.4f} {ratio:5.2f}× "
+              f"{TARGETS[name]:5.1f}× {gflops:7.1f} ({100 * row['gemm_fraction']:3.0f} %) "
+              f"{torch_row['peak_rss_mb']:6.0f}/{gs_row['peak_rss_mb']:<6.0f} {mark}", flush=True)
+    if args.json:
+        with open(args.json + ".tmp", "w") as f:
+            json.dump({"gemm_gflops": {"gradscope": gemm["gflops"], "pytorch": torch_gemm}, "rows": rows}, f, indent=1)
+        os.replace(args.json + ".tmp", args.json)
+
+
+if __name__ == "__main__":
+    main()

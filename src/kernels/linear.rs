@@ -1,0 +1,169 @@
+//! A linear layer y = x·Wᵀ + b, optionally followed by GELU, as one autograd node.
+//!
+//! candle's `Linear` adds the bias with a broadcast whose backward is a strided reduction over
+//! every row, and a separate GELU node keeps its own copy of the pre-activation. Here the bias
+//! seeds the output before the product accumulates onto it, the bias gradient is a column sum,
+//! and GELU runs in place on the product.
+
+use super::gemm::{matmul, View, LARGE};
+use super::math::{gelu_backward_in_place, gelu_in_place};
+use super::op::{cpu_slice, poisoned, storage_slice};
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use std::sync::Mutex;
+
+/// What follows the affine map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Identity,
+    /// The exact GELU, x·Φ(x) (PyTorch's default, `approximate='none'`).
+    Gelu,
+}
+
+struct LinearOp {
+    act: Activation,
+    /// (rows, in, out).
+    dims: (usize, usize, usize),
+    /// The pre-activation x·Wᵀ + b, kept when GELU follows and a backward pass will run.
+    pre: Mutex<Vec<f32>>,
+    save: bool,
+}
+
+impl CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        match self.act {
+            Activation::Identity => "gradscope-linear",
+            Activation::Gelu => "gradscope-linear-gelu",
+        }
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, i, o) = self.dims;
+        let x = cpu_slice(s1, l1, "linear input")?;
+        let (w, b) = (cpu_slice(s2, l2, "linear weight")?, cpu_slice(s3, l3, "linear bias")?);
+        let mut y: Vec<f32> = Vec::with_capacity(n * o);
+        for _ in 0..n {
+            y.extend_from_slice(b);
+        }
+        matmul(
+            &mut y,
+            View::dense(0, n, o),
+            true,
+            x,
+            View::dense(0, n, i),
+            w,
+            View::dense(0, o, i).t(),
+            LARGE,
+        );
+        if self.act == Activation::Gelu {
+            if self.save {
+                *self.pre.lock().map_err(poisoned)? = y.clone();
+            }
+            gelu_in_place(&mut y);
+        }
+        let mut dims = l1.dims().to_vec();
+        *dims.last_mut().expect("linear input has a last dimension") = o;
+        Ok((CpuStorage::F32(y), Shape::from(dims)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, i, o) = self.dims;
+        let grad_res = grad_res.to_dtype(DType::F32)?.contiguous()?;
+        let (g_st, g_l) = grad_res.storage_and_layout();
+        let (x_st, x_l) = x.storage_and_layout();
+        let (w_st, w_l) = w.storage_and_layout();
+        let dy = storage_slice(&g_st, g_l, "the linear layer's output gradient")?;
+        let xv = storage_slice(&x_st, x_l, "linear input")?;
+        let wv = storage_slice(&w_st, w_l, "linear weight")?;
+        let pre = self.pre.lock().map_err(poisoned)?;
+        let dpre: std::borrow::Cow<[f32]> = match self.act {
+            Activation::Identity => dy.into(),
+            Activation::Gelu => {
+                let mut d = pre.clone();
+                gelu_backward_in_place(&mut d, dy);
+                d.into()
+            }
+        };
+        let dx = x.track_op().then(|| {
+            let mut dx = vec![0f32; n * i];
+            matmul(
+                &mut dx,
+                View::dense(0, n, i),
+                false,
+                &dpre,
+                View::dense(0, n, o),
+                wv,
+                View::dense(0, o, i),
+                LARGE,
+            );
+            dx
+        });
+        let dw = w.track_op().then(|| {
+            let mut dw = vec![0f32; o * i];
+            matmul(
+                &mut dw,
+                View::dense(0, o, i),
+                false,
+                &dpre,
+                View::dense(0, n, o).t(),
+                xv,
+                View::dense(0, n, i),
+                LARGE,
+            );
+            dw
+        });
+        let db = b.track_op().then(|| {
+            let mut db = vec![0f32; o];
+            for row in dpre.chunks_exact(o) {
+                db.iter_mut().zip(row).for_each(|(d, g)| *d += g);
+            }
+            db
+        });
+        let wrap = |v: Option<Vec<f32>>, like: &Tensor| {
+            v.map(|v| Tensor::from_vec(v, like.shape(), like.device())).transpose()
+        };
+        Ok((wrap(dx, x)?, wrap(dw, w)?, wrap(db, b)?))
+    }
+}
+
+/// `act(x·weightᵀ + bias)` for `x` (…, in), `weight` (out, in) (PyTorch's layout), `bias` (out),
+/// f32 on the CPU.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor, act: Activation) -> Result<Tensor> {
+    let i = x.dim(candle_core::D::Minus1)?;
+    let (o, wi) = weight.dims2()?;
+    if wi != i || bias.dims() != [o] {
+        bail!(
+            "linear: x {:?}, weight {:?}, bias {:?} do not fit (…, in), (out, in), (out,)",
+            x.dims(),
+            weight.dims(),
+            bias.dims()
+        );
+    }
+    for v in [x, weight, bias] {
+        if !v.device().is_cpu() || v.dtype() != DType::F32 {
+            bail!("linear kernel: needs f32 on the CPU, got {:?} on {:?}", v.dtype(), v.device());
+        }
+    }
+    let save = x.track_op() || weight.track_op() || bias.track_op();
+    let op = LinearOp { act, dims: (x.elem_count() / i.max(1), i, o), pre: Mutex::new(Vec::new()), save };
+    let (x, weight, bias) = (x.contiguous()?, weight.contiguous()?, bias.contiguous()?);
+    if save {
+        x.apply_op3(&weight, &bias, op)
+    } else {
+        x.apply_op3_no_bwd(&weight, &bias, &op)
+    }
+}
