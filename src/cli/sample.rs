@@ -32,6 +32,12 @@ pub struct SampleArgs {
     pub top_k: Option<usize>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// GPT: tokens dropped at once when the context window is full, after which the key/value
+    /// cache is recomputed. 1 is nanoGPT's crop (every token sees the last `context` tokens; each
+    /// token past the window re-reads it); N re-reads once per N tokens and leaves between
+    /// context - N + 1 and context tokens of context.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub slide: usize,
     /// cpu | cuda | cuda:N | metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -72,6 +78,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         temperature: args.temperature,
         top_k: args.top_k,
         seed: args.seed,
+        slide: args.slide,
     };
 
     let mut stdout = std::io::stdout().lock();

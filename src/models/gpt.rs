@@ -3,6 +3,9 @@
 //! `wte`, `wpe`, `h.{k}.ln_1`, `h.{k}.attn.c_attn`, `h.{k}.attn.c_proj`, `h.{k}.ln_2`,
 //! `h.{k}.mlp.c_fc`, `h.{k}.mlp.c_proj`, `ln_f`, `lm_head`.
 
+mod cache;
+pub use cache::KvCache;
+
 use super::init::Initializer;
 use super::taps::{LayerTap, StateTaps};
 use crate::util::dropout;
