@@ -32,6 +32,12 @@ pub struct SampleArgs {
     pub top_k: Option<usize>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// GPT: tokens dropped at once when the context window is full, after which the key/value
+    /// cache is recomputed. Default: half the context, so a token costs O(context) on average
+    /// and sees between context/2 + 1 and context tokens. 1 is nanoGPT's crop exactly (every
+    /// token sees the last `context` tokens, but each token past the window re-reads all of it).
+    #[arg(long, value_name = "N")]
+    pub slide: Option<usize>,
     /// cpu | cuda | cuda:N | metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -72,6 +78,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         temperature: args.temperature,
         top_k: args.top_k,
         seed: args.seed,
+        slide: args.slide.unwrap_or((model_cfg.context / 2).max(1)),
     };
 
     let mut stdout = std::io::stdout().lock();

@@ -9,6 +9,9 @@
 //! another device, candle's per-op graph, which stays the reference. Dropout on the attention
 //! weights takes the per-op attention.
 
+mod cache;
+pub use cache::KvCache;
+
 use super::init::Initializer;
 use super::taps::{LayerTap, StateTaps};
 use crate::kernels::{self, Activation};

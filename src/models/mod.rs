@@ -11,7 +11,7 @@ mod taps;
 
 pub use backend::RecurrentBackend;
 pub use cells::Nonlinearity;
-pub use gpt::{cross_entropy, Gpt, GptConfig, GptOutput};
+pub use gpt::{cross_entropy, Gpt, GptConfig, GptOutput, KvCache};
 pub use init::{InitScheme, Initializer};
 pub use recurrent::{
     zero_state, CellKind, ForwardOptions, LayerSaturation, Recurrent, RecurrentConfig, RecurrentOutput,

@@ -231,6 +231,15 @@ impl SeqModel {
         }
     }
 
+    /// The GPT, if this is a GPT reading token ids (a language model): what cached generation
+    /// runs.
+    pub fn token_gpt(&self) -> Option<&Gpt> {
+        match &self.body {
+            Body::Gpt { gpt, input_proj: None } => Some(gpt),
+            _ => None,
+        }
+    }
+
     /// Saturation statistics of the recurrent stack on `inputs` (None for the GPT).
     pub fn saturation(&self, inputs: &Tensor) -> Result<Option<Vec<super::LayerSaturation>>> {
         match &self.body {
