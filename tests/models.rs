@@ -171,12 +171,13 @@ fn tempdir() -> std::path::PathBuf {
 
 /// The GPT's fused CPU ops (LayerNorm, linear + GELU, causal attention) against candle's per-op
 /// graph: logits, loss, every parameter gradient and the residual-stream taps, with and without
-/// dropout (which sends the attention weights through the per-op path), at T below the context.
+/// dropout (which sends the attention weights through the per-op path), at T below the context,
+/// and at a T that spans several of the attention kernel's 64-row causal blocks.
 #[test]
 fn gpt_fused_ops_match_the_per_op_graph() {
     use gradscope::models::{cross_entropy, Gpt};
-    for dropout in [0.0, 0.2] {
-        let mut cfg = GptConfig::new(11, 16, 2, 3, 24);
+    for (dropout, context, t) in [(0.0, 16, 13), (0.2, 16, 13), (0.0, 150, 141)] {
+        let mut cfg = GptConfig::new(11, context, 2, 3, 24);
         cfg.dropout = dropout;
         let varmap = VarMap::new();
         let model: Gpt = cfg.init(&varmap, "", 3, &Device::Cpu).unwrap();
@@ -190,8 +191,8 @@ fn gpt_fused_ops_match_the_per_op_graph() {
             var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
         }
         let ids = |seed: u64| {
-            let v: Vec<u32> = (0..3 * 13).map(|i| ((i as u64 * 7 + seed * 5) % 11) as u32).collect();
-            Tensor::from_vec(v, (3, 13), &Device::Cpu).unwrap()
+            let v: Vec<u32> = (0..3 * t).map(|i| ((i as u64 * 7 + seed * 5 + i as u64 / 5) % 11) as u32).collect();
+            Tensor::from_vec(v, (3, t), &Device::Cpu).unwrap()
         };
         let (tokens, targets) = (ids(1), ids(2));
         let run = |backend: RecurrentBackend| {

@@ -193,9 +193,7 @@ impl SpeedWorkload {
 /// GFLOP/s of a large square f32 matrix product (n × n × n) on candle's CPU matmul: the ceiling
 /// that "achieved GFLOP/s" is a fraction of.
 pub fn large_gemm_gflops(n: usize, reps: usize) -> Result<f64> {
-    let device = Device::Cpu;
-    let a = Tensor::randn(0f32, 1.0, (n, n), &device)?;
-    let b = Tensor::randn(0f32, 1.0, (n, n), &device)?;
+    let (a, b) = square_pair(n);
     for _ in 0..2 {
         a.matmul(&b)?;
     }
@@ -204,4 +202,14 @@ pub fn large_gemm_gflops(n: usize, reps: usize) -> Result<f64> {
         a.matmul(&b)?;
     }
     Ok(2.0 * (n as f64).powi(3) * reps as f64 / start.elapsed().as_secs_f64() / 1e9)
+}
+
+/// Two random n × n f32 matrices on the CPU, the operands of the large-GEMM rate.
+pub fn square_pair(n: usize) -> (Tensor, Tensor) {
+    let mut rng = StdRng::seed_from_u64(n as u64);
+    let mut m = || {
+        let data: Vec<f32> = (0..n * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        Tensor::from_vec(data, (n, n), &Device::Cpu).expect("an n × n buffer has n² elements")
+    };
+    (m(), m())
 }

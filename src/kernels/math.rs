@@ -20,12 +20,16 @@ macro_rules! with_avx2 {
             }
             if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                 // SAFETY: the features `wide` is compiled for were just detected on this CPU.
-                return unsafe { wide(|| $body($($arg),*)) };
+                unsafe { wide(|| $body($($arg),*)) }
+            } else {
+                $body($($arg),*)
             }
         }
+        #[cfg(not(target_arch = "x86_64"))]
         $body($($arg),*)
     }};
 }
+pub(crate) use with_avx2;
 
 /// ln 2 split in a part exactly representable with few bits and a remainder (Cody–Waite), so
 /// x − n·ln2 is exact for the |n| ≤ 127 that survive the clamp.
