@@ -26,8 +26,14 @@ fn flat(t: &Tensor) -> Vec<f32> {
 }
 
 /// Everything one forward + backward yields, by name.
-fn run(cfg: &RecurrentConfig, backend: RecurrentBackend, record: bool, train: bool) -> Vec<(String, Tensor)> {
-    let (b, t, l, h) = (3, 13, cfg.num_layers, cfg.hidden_size);
+fn run(
+    cfg: &RecurrentConfig,
+    backend: RecurrentBackend,
+    record: bool,
+    train: bool,
+    b: usize,
+) -> Vec<(String, Tensor)> {
+    let (t, l, h) = (13, cfg.num_layers, cfg.hidden_size);
     let varmap = VarMap::new();
     let model: Recurrent = cfg.init(&varmap, "", 11, &Device::Cpu).unwrap();
     let x = Var::from_tensor(&randn(&[b, t, cfg.input_size], 1, 1.0)).unwrap();
@@ -77,8 +83,12 @@ fn run(cfg: &RecurrentConfig, backend: RecurrentBackend, record: bool, train: bo
 
 /// Mismatches between the two backends, as readable lines.
 fn compare(cfg: &RecurrentConfig, record: bool, train: bool) -> Vec<String> {
-    let want = run(cfg, RecurrentBackend::Autograd, record, train);
-    let got = run(cfg, RecurrentBackend::Fused, record, train);
+    compare_batch(cfg, record, train, 3)
+}
+
+fn compare_batch(cfg: &RecurrentConfig, record: bool, train: bool, b: usize) -> Vec<String> {
+    let want = run(cfg, RecurrentBackend::Autograd, record, train, b);
+    let got = run(cfg, RecurrentBackend::Fused, record, train, b);
     diff(cfg.cell, &want, &got)
 }
 
@@ -137,12 +147,31 @@ fn fused_matches_autograd_for_every_cell_stacked_with_dropout() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// A large batch runs as shards on separate threads (one per thread of rayon's pool, ≥ 8
+/// sequences each): 27 sequences in a 3-thread pool make three shards whose outputs, state
+/// gradients and taps are stitched and whose weight gradients are summed.
+#[test]
+fn fused_matches_autograd_when_the_batch_is_sharded_across_threads() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    let failures: Vec<String> = pool.install(|| {
+        let mut failures = Vec::new();
+        for cell in cells() {
+            let cfg = RecurrentConfig::new(cell, 4, 8).with_layers(2).with_dropout(0.25);
+            for (record, train) in [(true, false), (true, true)] {
+                failures.extend(compare_batch(&cfg, record, train, 27));
+            }
+        }
+        failures
+    });
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// The comparison is not vacuous: one changed bias block (the forget gate's) is caught.
 #[test]
 fn a_perturbed_bias_is_caught() {
     let cfg = RecurrentConfig::lstm(4, 8);
-    let want = run(&cfg, RecurrentBackend::Autograd, true, false);
-    let got = run(&cfg.clone().with_forget_bias(0.01), RecurrentBackend::Fused, true, false);
+    let want = run(&cfg, RecurrentBackend::Autograd, true, false, 3);
+    let got = run(&cfg.clone().with_forget_bias(0.01), RecurrentBackend::Fused, true, false, 3);
     let failures = diff(cfg.cell, &want, &got);
     assert!(failures.iter().any(|f| f.contains("output")), "{failures:?}");
 }

@@ -191,7 +191,8 @@ fn gpt_fused_ops_match_the_per_op_graph() {
             var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
         }
         let ids = |seed: u64| {
-            let v: Vec<u32> = (0..3 * t).map(|i| ((i as u64 * 7 + seed * 5 + i as u64 / 5) % 11) as u32).collect();
+            let v: Vec<u32> =
+                (0..3 * t).map(|i| ((i as u64 * 7 + seed * 5 + i as u64 / 5) % 11) as u32).collect();
             Tensor::from_vec(v, (3, t), &Device::Cpu).unwrap()
         };
         let (tokens, targets) = (ids(1), ids(2));

@@ -4,7 +4,11 @@
 
 use super::op::{cpu_slice, poisoned, storage_slice};
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 use std::sync::Mutex;
+
+/// Rows per rayon task (of C values each).
+const ROWS_PER_TASK: usize = 256;
 
 struct LayerNormOp {
     eps: f32,
@@ -69,8 +73,17 @@ impl CustomOp3 for LayerNormOp {
         let x = cpu_slice(s1, l1, "layer norm input")?;
         let (w, b) = (cpu_slice(s2, l2, "layer norm weight")?, cpu_slice(s3, l3, "layer norm bias")?);
         let mut y = vec![0f32; x.len()];
-        let mut stats = Vec::with_capacity(x.len() / w.len());
-        forward(x, w, b, self.eps, &mut y, &mut stats);
+        // Rows in parallel blocks on rayon's pool; each block keeps its own statistics.
+        let rows = ROWS_PER_TASK * w.len();
+        let stats: Vec<(f32, f32)> = x
+            .par_chunks(rows)
+            .zip(y.par_chunks_mut(rows))
+            .flat_map_iter(|(x, y)| {
+                let mut stats = Vec::with_capacity(ROWS_PER_TASK);
+                forward(x, w, b, self.eps, y, &mut stats);
+                stats
+            })
+            .collect();
         *self.stats.lock().map_err(poisoned)? = stats;
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }

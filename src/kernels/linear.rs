@@ -7,6 +7,11 @@
 
 use super::gemm::{matmul, View, LARGE};
 use super::math::{gelu_backward_in_place, gelu_in_place};
+use rayon::prelude::*;
+
+/// Elements per task of the elementwise passes on rayon's pool: large enough that a task costs
+/// far more than handing it to a thread (~30 µs at 64k elements).
+const ELEMENTWISE_CHUNK: usize = 1 << 16;
 use super::op::{cpu_slice, poisoned, storage_slice};
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use std::sync::Mutex;
@@ -66,7 +71,7 @@ impl CustomOp3 for LinearOp {
             if self.save {
                 *self.pre.lock().map_err(poisoned)? = y.clone();
             }
-            gelu_in_place(&mut y);
+            y.par_chunks_mut(ELEMENTWISE_CHUNK).for_each(gelu_in_place);
         }
         let mut dims = l1.dims().to_vec();
         *dims.last_mut().expect("linear input has a last dimension") = o;
@@ -94,7 +99,9 @@ impl CustomOp3 for LinearOp {
             Activation::Identity => dy.into(),
             Activation::Gelu => {
                 let mut d = pre.clone();
-                gelu_backward_in_place(&mut d, dy);
+                d.par_chunks_mut(ELEMENTWISE_CHUNK)
+                    .zip(dy.par_chunks(ELEMENTWISE_CHUNK))
+                    .for_each(|(d, dy)| gelu_backward_in_place(d, dy));
                 d.into()
             }
         };

@@ -9,6 +9,9 @@
 use super::{gru, lstm, rnn, Dims, Grads, Saved};
 use crate::models::CellKind;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Storage, Tensor};
+use rayon::prelude::*;
+use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 /// A place a fused backward pass writes one state gradient to (see `LayerTap::recorded`).
@@ -33,8 +36,8 @@ struct FusedLayer {
     dims: Dims,
     /// Whether anything will differentiate the result: otherwise nothing is kept for backward.
     save: bool,
-    /// What backward needs beyond the result and the arguments.
-    saved: Mutex<Saved>,
+    /// What backward needs beyond the result and the arguments, per batch shard.
+    saved: Mutex<Vec<Saved>>,
     slots: Option<StateGradSlots>,
 }
 
@@ -88,13 +91,23 @@ impl CustomOp3 for FusedLayer {
         let w = cpu_slice(s2, l2, "weight")?;
         let state = cpu_slice(s3, l3, "state")?;
         let d = self.dims;
-        let (out, saved) = match self.cell {
-            CellKind::Rnn(act) => (rnn::forward(act, d, x, w, state), Saved::Nothing),
-            CellKind::Lstm => lstm::forward(d, x, w, state, self.save),
-            CellKind::Gru => gru::forward(d, x, w, state, self.save),
-        };
+        let with_c = self.cell.has_cell_state();
+        let parts: Vec<(Vec<f32>, Saved)> = shards(d.b)
+            .into_par_iter()
+            .map(|r| {
+                let sd = Dims { b: r.len(), ..d };
+                let (x, state) =
+                    (&x[r.start * d.t * d.i..r.end * d.t * d.i], state_shard(state, d, &r, with_c));
+                match self.cell {
+                    CellKind::Rnn(act) => (rnn::forward(act, sd, x, w, &state), Saved::Nothing),
+                    CellKind::Lstm => lstm::forward(sd, x, w, &state, self.save),
+                    CellKind::Gru => gru::forward(sd, x, w, &state, self.save),
+                }
+            })
+            .collect();
+        let (outs, saved): (Vec<Vec<f32>>, Vec<Saved>) = parts.into_iter().unzip();
         *self.saved.lock().map_err(poisoned)? = saved;
-        Ok((CpuStorage::F32(out), result_shape(self.cell, d)))
+        Ok((CpuStorage::F32(join_results(outs, d, with_c)), result_shape(self.cell, d)))
     }
 
     fn bwd(
@@ -121,22 +134,48 @@ impl CustomOp3 for FusedLayer {
         let saved = self.saved.lock().map_err(poisoned)?;
         let need_dx = x.track_op();
         // Taps cost one (B, T, H) buffer each and a row copy per step; without them, nothing.
-        let bth = d.b * d.t * d.h;
+        let (bth, tth) = (d.b * d.t * d.h, d.t * d.h);
         let mut tap_h = self.slots.as_ref().map(|_| vec![0f32; bth]);
         let mut tap_c = self.slots.as_ref().and_then(|s| s.c.as_ref()).map(|_| vec![0f32; bth]);
-        let grads: Grads = match (self.cell, &*saved) {
-            (CellKind::Rnn(act), _) => {
-                rnn::backward(act, d, grad, out, xv, wv, sv, need_dx, tap_h.as_deref_mut())
-            }
-            (CellKind::Lstm, Saved::Lstm { gates, cells }) => {
-                let taps = tap_h.as_deref_mut().zip(tap_c.as_deref_mut());
-                lstm::backward(d, grad, out, (gates, cells), xv, wv, sv, need_dx, taps)
-            }
-            (CellKind::Gru, Saved::Gru { gates, hn }) => {
-                gru::backward(d, grad, out, (gates, hn), xv, wv, sv, need_dx, tap_h.as_deref_mut())
-            }
-            _ => bail!("{}: the forward pass kept nothing for backward", self.name()),
-        };
+        let ranges = shards(d.b);
+        if saved.len() != ranges.len() {
+            bail!("{}: the forward pass kept nothing for backward", self.name());
+        }
+        let with_c = self.cell.has_cell_state();
+        let taps_h = split_rows(tap_h.as_deref_mut(), &ranges, tth);
+        let taps_c = split_rows(tap_c.as_deref_mut(), &ranges, tth);
+        let shard_grads: Vec<Result<Grads>> = ranges
+            .par_iter()
+            .zip(saved.par_iter())
+            .zip(taps_h.into_par_iter().zip(taps_c.into_par_iter()))
+            .map(|((r, saved), (tap_h, tap_c))| {
+                let sd = Dims { b: r.len(), ..d };
+                let xs = &xv[r.start * d.t * d.i..r.end * d.t * d.i];
+                let (grad, out) = (result_shard(grad, d, r, with_c), result_shard(out, d, r, with_c));
+                let state = state_shard(sv, d, r, with_c);
+                Ok(match (self.cell, saved) {
+                    (CellKind::Rnn(act), _) => {
+                        rnn::backward(act, sd, &grad, &out, xs, wv, &state, need_dx, tap_h)
+                    }
+                    (CellKind::Lstm, Saved::Lstm { gates, cells }) => lstm::backward(
+                        sd,
+                        &grad,
+                        &out,
+                        (gates, cells),
+                        xs,
+                        wv,
+                        &state,
+                        need_dx,
+                        tap_h.zip(tap_c),
+                    ),
+                    (CellKind::Gru, Saved::Gru { gates, hn }) => {
+                        gru::backward(sd, &grad, &out, (gates, hn), xs, wv, &state, need_dx, tap_h)
+                    }
+                    _ => bail!("{}: the forward pass kept nothing for backward", self.name()),
+                })
+            })
+            .collect();
+        let grads = join_grads(shard_grads.into_iter().collect::<Result<Vec<_>>>()?, d, &ranges, with_c);
         if let Some(slots) = &self.slots {
             deposit(&slots.h, tap_h, d, x.device())?;
             if let Some(c) = &slots.c {
@@ -151,6 +190,100 @@ impl CustomOp3 for FusedLayer {
         };
         Ok((wrap(grads.dx, x)?, wrap(Some(grads.dw), w)?, wrap(Some(grads.dstate), state)?))
     }
+}
+
+/// Contiguous ranges of the batch, one per thread of rayon's pool: the recurrence never mixes
+/// sequences, so each shard runs the whole time loop on its own core with no per-step
+/// synchronisation (splitting each step's small GEMM instead cost more in wake-ups than it won;
+/// see `gemm.rs`). At least `MIN_SHARD_ROWS` sequences per shard; one shard with one thread.
+fn shards(b: usize) -> Vec<Range<usize>> {
+    let n = rayon::current_num_threads().min(b / MIN_SHARD_ROWS).max(1);
+    (0..n).map(|k| k * b / n..(k + 1) * b / n).collect()
+}
+
+/// Below this many sequences per shard the per-step GEMMs get too thin to pay for a thread.
+const MIN_SHARD_ROWS: usize = 8;
+
+/// Each shard's rows of a (B, T, H) buffer, as disjoint mutable slices.
+fn split_rows<'a>(
+    buf: Option<&'a mut [f32]>,
+    ranges: &[Range<usize>],
+    per_row: usize,
+) -> Vec<Option<&'a mut [f32]>> {
+    let mut rest = buf;
+    ranges
+        .iter()
+        .map(|r| {
+            let (mine, tail) = rest.take()?.split_at_mut(r.len() * per_row);
+            rest = Some(tail);
+            Some(mine)
+        })
+        .collect()
+}
+
+/// The shard's initial state: h0 rows, or [h0 rows; c0 rows] for LSTM.
+fn state_shard<'a>(state: &'a [f32], d: Dims, r: &Range<usize>, with_c: bool) -> Cow<'a, [f32]> {
+    let rows = |base: usize| &state[base + r.start * d.h..base + r.end * d.h];
+    if with_c {
+        [rows(0), rows(d.b * d.h)].concat().into()
+    } else {
+        rows(0).into()
+    }
+}
+
+/// The shard's rows of a result-shaped buffer: (B, T, H), or [h_t (B·T, H); c_{T-1} (B, H)].
+fn result_shard<'a>(v: &'a [f32], d: Dims, r: &Range<usize>, with_c: bool) -> Cow<'a, [f32]> {
+    let tth = d.t * d.h;
+    let h_rows = &v[r.start * tth..r.end * tth];
+    if with_c {
+        let bth = d.b * tth;
+        [h_rows, &v[bth + r.start * d.h..bth + r.end * d.h]].concat().into()
+    } else {
+        h_rows.into()
+    }
+}
+
+/// The shards' results, in batch order, as one result-shaped buffer.
+fn join_results(outs: Vec<Vec<f32>>, d: Dims, with_c: bool) -> Vec<f32> {
+    if outs.len() == 1 {
+        return outs.into_iter().next().expect("one shard");
+    }
+    let bth = d.b * d.t * d.h;
+    let mut all = Vec::with_capacity(if with_c { bth + d.b * d.h } else { bth });
+    for o in &outs {
+        all.extend_from_slice(if with_c { &o[..o.len() - o.len() / (d.t + 1)] } else { o });
+    }
+    if with_c {
+        for o in &outs {
+            all.extend_from_slice(&o[o.len() - o.len() / (d.t + 1)..]);
+        }
+    }
+    all
+}
+
+/// The shards' gradients as the whole batch's: ∂L/∂x and ∂L/∂state stitched in batch order,
+/// the weight gradient summed.
+fn join_grads(parts: Vec<Grads>, d: Dims, ranges: &[Range<usize>], with_c: bool) -> Grads {
+    if parts.len() == 1 {
+        return parts.into_iter().next().expect("one shard");
+    }
+    let mut dw = vec![0f32; parts[0].dw.len()];
+    for p in &parts {
+        dw.iter_mut().zip(&p.dw).for_each(|(a, b)| *a += b);
+    }
+    let dx = parts
+        .iter()
+        .all(|p| p.dx.is_some())
+        .then(|| parts.iter().flat_map(|p| p.dx.as_deref().unwrap_or_default()).copied().collect());
+    let mut dstate = vec![0f32; if with_c { 2 } else { 1 } * d.b * d.h];
+    for (p, r) in parts.iter().zip(ranges) {
+        let n = r.len() * d.h;
+        dstate[r.start * d.h..][..n].copy_from_slice(&p.dstate[..n]);
+        if with_c {
+            dstate[(d.b + r.start) * d.h..][..n].copy_from_slice(&p.dstate[n..2 * n]);
+        }
+    }
+    Grads { dx, dw, dstate }
 }
 
 fn deposit(slot: &Slot, v: Option<Vec<f32>>, Dims { b, t, h, .. }: Dims, dev: &Device) -> Result<()> {
@@ -213,7 +346,7 @@ pub fn fused_layer(
         cell,
         dims: Dims { b, t, h, i },
         save,
-        saved: Mutex::new(Saved::Nothing),
+        saved: Mutex::new(Vec::new()),
         slots: slots.cloned(),
     };
     let (x, weight, state) = (x.contiguous()?, weight.contiguous()?, state.contiguous()?);
