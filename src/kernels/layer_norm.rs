@@ -104,7 +104,21 @@ impl CustomOp3 for LayerNormOp {
         let xv = storage_slice(&x_st, x_l, "layer norm input")?;
         let wv = storage_slice(&w_st, w_l, "layer norm weight")?;
         let stats = self.stats.lock().map_err(poisoned)?;
-        let (dx, dw, db) = backward(dy, xv, wv, &stats);
+        // Row blocks in parallel, each with its own partial dw and db, summed after.
+        let c = wv.len();
+        let rows = ROWS_PER_TASK * c;
+        let parts: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = dy
+            .par_chunks(rows)
+            .zip(xv.par_chunks(rows))
+            .zip(stats.par_chunks(ROWS_PER_TASK))
+            .map(|((dy, x), stats)| backward(dy, x, wv, stats))
+            .collect();
+        let (mut dx, mut dw, mut db) = (Vec::with_capacity(xv.len()), vec![0f32; c], vec![0f32; c]);
+        for (pdx, pdw, pdb) in parts {
+            dx.extend_from_slice(&pdx);
+            dw.iter_mut().zip(&pdw).for_each(|(a, b)| *a += b);
+            db.iter_mut().zip(&pdb).for_each(|(a, b)| *a += b);
+        }
         let keep = |v: Vec<f32>, like: &Tensor| -> Result<Option<Tensor>> {
             like.track_op().then(|| Tensor::from_vec(v, like.shape(), like.device())).transpose()
         };
