@@ -115,3 +115,17 @@ pub mod nullable {
         Ok(Vec::<Option<f64>>::deserialize(d)?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
     }
 }
+
+/// What a run may plan to use, in bytes: the machine's physical memory (`MemTotal` of
+/// /proc/meminfo on Linux), or 16 GB where that cannot be read.
+pub fn memory_limit_bytes() -> f64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            let line = t.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024.0)
+        })
+        .filter(|b| *b > 0.0)
+        .unwrap_or(16e9)
+}

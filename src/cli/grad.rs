@@ -144,6 +144,9 @@ pub fn run(args: GradArgs) -> Result<()> {
                 task.spec().steps
             );
         }
+        TrainConfig { batch, eval_size: batch, ..cfg.clone() }
+            .check_memory(&model_cfg)
+            .with_context(|| format!("model {name}"))?;
         let varmap = VarMap::new();
         let model = model_cfg.init(&varmap, cfg.seed, &device)?;
         if let Some(dir) = run {

@@ -120,6 +120,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
     let device = parse_device(&cfg.device)?;
     let task = cfg.build_task_in(opts.resume.then_some(opts.out.as_path()))?;
     let model_cfg = cfg.model_config(task.as_ref());
+    // validate() guessed the text task's vocabulary; now it is known.
+    cfg.check_memory(&model_cfg)?;
     let dir = RunDir::new(&opts.out);
     if !opts.resume && dir.holds_a_run() {
         bail!(
