@@ -206,7 +206,13 @@ impl TrainConfig {
     pub fn from_toml_file(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+        Self::from_toml_str(&text).with_context(|| format!("parsing config {}", path.display()))
+    }
+
+    /// Parses TOML text whose keys are flag names; unknown keys and wrong types are errors that
+    /// name the key. Not validated: call [`TrainConfig::validate`].
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        Ok(toml::from_str(text)?)
     }
 
     pub fn to_toml(&self) -> Result<String> {
@@ -373,7 +379,10 @@ impl TrainConfig {
             TaskName::Text => {
                 let path = self.corpus.as_ref().context("--task text needs --corpus FILE")?;
                 let text = load_corpus(path)?;
-                let saved = run_dir.and_then(|d| TextTokenizer::load_from_run(d).ok());
+                let saved = match run_dir {
+                    Some(d) => TextTokenizer::load_saved(d)?,
+                    None => None,
+                };
                 let tokenizer = match (saved, &self.tokenizer, self.vocab_size) {
                     (Some(t), _, _) => t,
                     (None, Some(file), _) => TextTokenizer::load(file)?,
