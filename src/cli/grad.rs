@@ -134,7 +134,11 @@ pub fn run(args: GradArgs) -> Result<()> {
         let task = cfg.build_task_in(run.as_deref())?;
         let model_cfg = match run {
             // A trained model keeps its architecture; only the task length may change.
-            Some(dir) => RunDir::new(dir).read_json::<SeqModelConfig>(MODEL_CONFIG)?,
+            Some(dir) => {
+                let m = RunDir::new(dir).read_json::<SeqModelConfig>(MODEL_CONFIG)?;
+                m.validate().with_context(|| format!("{}", dir.join(MODEL_CONFIG).display()))?;
+                m
+            }
             None => cfg.model_config(task.as_ref()),
         };
         if model_cfg.family == Family::Gpt && task.spec().steps > model_cfg.context {

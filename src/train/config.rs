@@ -320,8 +320,8 @@ impl TrainConfig {
                 gb(limit),
                 self.batch,
                 self.task_steps(),
-                self.hidden,
-                self.layers,
+                model.hidden,
+                model.layers,
                 gb(m.activations),
                 gb(m.parameters),
                 self.eval_size,
@@ -340,7 +340,7 @@ impl TrainConfig {
     /// absurd sizes give a large number instead of an overflow).
     fn memory_estimate(&self, model: &SeqModelConfig) -> MemoryEstimate {
         let steps = self.task_steps() as f64;
-        let (b, h, l) = (self.batch as f64, self.hidden as f64, self.layers as f64);
+        let (b, h, l) = (self.batch as f64, model.hidden as f64, model.layers as f64);
         let (in_width, per_token_in) = match model.input {
             ModelInput::Tokens { vocab } => (vocab as f64, 1.0),
             ModelInput::Real { features } => (features as f64, features as f64),

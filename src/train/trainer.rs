@@ -457,15 +457,22 @@ fn restore(
     let saved: SeqModelConfig = serde_json::from_str(&meta("model_config"))
         .with_context(|| format!("{}: unreadable model_config", path.display()))?;
     if &saved != model_cfg {
+        let describe = |m: &SeqModelConfig| {
+            format!(
+                "{} h{} ×{}, input {:?}, {} outputs",
+                m.family, m.hidden, m.layers, m.input, m.output_size
+            )
+        };
+        let hint = if (saved.input, saved.output_size) != (model_cfg.input, model_cfg.output_size) {
+            " (the input or output size differs: was the tokenizer or the task changed?)"
+        } else {
+            ""
+        };
         bail!(
-            "{} was written by a different model ({:?} h{} ×{}) than the config asks for ({:?} h{} ×{})",
+            "{} was written by a different model ({}) than the config asks for ({}){hint}",
             path.display(),
-            saved.family,
-            saved.hidden,
-            saved.layers,
-            model_cfg.family,
-            model_cfg.hidden,
-            model_cfg.layers
+            describe(&saved),
+            describe(model_cfg)
         );
     }
     for (name, var) in named {
