@@ -38,6 +38,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.with_context(|| format!("writing {}", path.display()))
 }
 
+/// Removes the temporary files [`write_atomic`] of another process left in `dir` when it was
+/// killed mid-write (`.NAME.tmp-PID`): a `kill -9` during a checkpoint of a large model would
+/// otherwise leave a stale copy of it behind for good. Call it only on a directory no other
+/// process is writing. Returns how many were removed.
+pub fn remove_stale_temporaries(dir: &Path) -> Result<usize> {
+    let own = format!(".tmp-{}", std::process::id());
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = name.starts_with('.')
+            && name
+                .rsplit_once(".tmp-")
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+            && !name.ends_with(&own);
+        if stale && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Saves named tensors (and string metadata) as one safetensors file, atomically.
 pub fn save_tensors<'a, I>(path: &Path, tensors: I, metadata: &BTreeMap<String, String>) -> Result<()>
 where

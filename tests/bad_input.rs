@@ -448,7 +448,8 @@ fn plot_refuses_bad_directories_without_creating_them() {
 }
 
 /// A metrics.jsonl whose last line was torn (a crash mid-append) still plots, resumes and
-/// reports; the resumed file holds only complete lines.
+/// reports; the resumed file holds only complete lines, and a killed writer's temporary file is
+/// cleaned up.
 #[test]
 fn a_torn_last_metrics_line_is_ignored_and_dropped_on_resume() {
     let dir = tempdir("torn");
@@ -460,6 +461,10 @@ fn a_torn_last_metrics_line_is_ignored_and_dropped_on_resume() {
     assert_eq!(text.lines().count(), 2);
     text.push_str("{\"step\":6,\"train_loss\":0.1");
     std::fs::write(&metrics, &text).unwrap();
+
+    // A process killed while writing a checkpoint leaves its temporary file; resume removes it.
+    let stale = run.join(".checkpoint.safetensors.tmp-4194304");
+    std::fs::write(&stale, b"half a checkpoint").unwrap();
 
     let figs = dir.join("figs");
     let o = gradscope(&["plot", s(&run), "--out", s(&figs)]);
@@ -479,4 +484,5 @@ fn a_torn_last_metrics_line_is_ignored_and_dropped_on_resume() {
         })
         .collect();
     assert_eq!(steps, [2, 4, 6]);
+    assert!(!stale.exists(), "the stale temporary file is removed on resume");
 }

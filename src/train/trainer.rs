@@ -146,6 +146,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
 
     let mut state = if opts.resume {
         let c = restore(&dir, &model_cfg, &named, &mut optimizer, &device)?;
+        // Half-written files of the process that was killed (never read: renames are atomic).
+        crate::checkpoint::remove_stale_temporaries(&opts.out)?;
         dir.truncate_records(c.step)?;
         // Until this run finishes, the directory must not look finished.
         let _ = std::fs::remove_file(dir.path(SUMMARY));
