@@ -156,16 +156,16 @@ fn bad_config_files_name_the_key_and_write_nothing() {
 fn sizes_past_the_machine_or_the_integer_range_are_refused_up_front() {
     let dir = tempdir("sizes");
     let cases: &[(&[&str], &str)] = &[
-        // Parameters alone: 800 GB (was an allocator abort).
-        (&["--hidden", "100000", "--batch", "1", "--seq-len", "2"], "parameters and optimiser state"),
+        // Parameters alone: 80 TB (--hidden 100000 was an allocator abort).
+        (&["--hidden", "1000000", "--batch", "1", "--seq-len", "2"], "parameters and optimiser state"),
         // The held-out set (was OOM-killed).
         (&["--eval-size", "18446744073709551615"], "--eval-size 18446744073709551615"),
         // seq_len + 2·copy_len overflowed (was a panic: index out of bounds).
         (&["--task", "copy", "--copy-len", "9223372036854775807"], "--copy-len"),
-        (&["--task", "copy", "--alphabet", "100000000"], "--alphabet"),
+        (&["--task", "copy", "--alphabet", "10000000000"], "--alphabet"),
         (&["--forget-bias", "nan"], "--forget-bias must be a finite number"),
         (
-            &["--model", "gpt", "--hidden", "65536", "--heads", "1", "--seq-len", "2"],
+            &["--model", "gpt", "--hidden", "1048576", "--heads", "1", "--seq-len", "2"],
             "GB of memory this machine has",
         ),
     ];
