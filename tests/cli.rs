@@ -151,6 +151,7 @@ fn bad_flags_name_the_flag_and_exit_2() {
         (&["--clip", "0"], "--clip must be a finite number > 0"),
         (&["--optimizer", "sgd", "--momentum", "1.5"], "momentum must be in [0, 1)"),
         (&["--schedule", "cosine", "--min-lr", "-1"], "--min-lr"),
+        (&["--min-lr", "nan"], "--min-lr must be a finite number"),
         (&["--model", "gpt", "--context", "3"], "--context (3) is shorter"),
         (&["--task", "copy", "--alphabet", "1"], "--alphabet must be ≥ 2"),
         (&["--device", "tpu"], "invalid device 'tpu'"),

@@ -372,6 +372,15 @@ fn mutate(base: &[u8], m: &Mutation) -> Vec<u8> {
     b
 }
 
+/// Found by `fuzz_config_parsing_and_validation`: `min-lr = nan` passed validation with the
+/// constant schedule (which ignores it) and broke the config.toml round trip.
+#[test]
+fn a_nan_min_lr_is_refused_whatever_the_schedule() {
+    let cfg = TrainConfig::from_toml_str("min-lr = nan\n").unwrap();
+    let err = cfg.validate().unwrap_err();
+    assert!(err.to_string().contains("--min-lr must be a finite number"), "{err}");
+}
+
 #[test]
 fn fuzz_checkpoint_loading() {
     let run = real_run();

@@ -262,6 +262,12 @@ impl TrainConfig {
         if self.tbptt && (self.task != TaskName::Text || self.model == Family::Gpt) {
             bail!("--tbptt applies to --task text with a recurrent --model (rnn, lstm, gru)");
         }
+        // Checked even where the schedule ignores it (constant): a NaN would still be saved in
+        // config.toml, and a value the schedule would refuse is a mistake either way (found by
+        // tests/fuzz.rs).
+        if let Some(v) = self.min_lr.filter(|&v| !(v >= 0.0 && v <= self.lr)) {
+            bail!("--min-lr must be a finite number in [0, --lr = {}] (got {v})", self.lr);
+        }
         if let Some(v) = self.forget_bias.filter(|v| !v.is_finite()) {
             bail!("--forget-bias must be a finite number (got {v})");
         }
