@@ -38,6 +38,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.with_context(|| format!("writing {}", path.display()))
 }
 
+/// Removes the temporary files [`write_atomic`] of another process left in `dir` when it was
+/// killed mid-write (`.NAME.tmp-PID`): a `kill -9` during a checkpoint of a large model would
+/// otherwise leave a stale copy of it behind for good. Call it only on a directory no other
+/// process is writing. Returns how many were removed.
+pub fn remove_stale_temporaries(dir: &Path) -> Result<usize> {
+    let own = format!(".tmp-{}", std::process::id());
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = name.starts_with('.')
+            && name
+                .rsplit_once(".tmp-")
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+            && !name.ends_with(&own);
+        if stale && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Saves named tensors (and string metadata) as one safetensors file, atomically.
 pub fn save_tensors<'a, I>(path: &Path, tensors: I, metadata: &BTreeMap<String, String>) -> Result<()>
 where
@@ -68,16 +92,22 @@ pub struct Loaded {
 /// Loads a safetensors file, with errors that say which file is missing, truncated or corrupt.
 pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let parsed = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
-        anyhow::anyhow!("{} is not a valid safetensors file (truncated or corrupt?): {e}", path.display())
+    load_bytes(&bytes, path, device)
+}
+
+/// [`load`] on the bytes of a file; `origin` names it in errors. Any byte string gives tensors
+/// or an error, never a panic (fuzzed in tests/fuzz.rs).
+pub fn load_bytes(bytes: &[u8], origin: &Path, device: &Device) -> Result<Loaded> {
+    let parsed = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
+        anyhow::anyhow!("{} is not a valid safetensors file (truncated or corrupt?): {e}", origin.display())
     })?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| anyhow::anyhow!("{}: unreadable safetensors header: {e}", path.display()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| anyhow::anyhow!("{}: unreadable safetensors header: {e}", origin.display()))?;
     let metadata = meta.metadata().clone().unwrap_or_default().into_iter().collect();
     let mut tensors = HashMap::new();
     for (name, view) in parsed.tensors() {
         let t = candle_core::safetensors::Load::load(&view, device)
-            .with_context(|| format!("{}: tensor '{name}'", path.display()))?;
+            .with_context(|| format!("{}: tensor '{name}'", origin.display()))?;
         tensors.insert(name, t);
     }
     Ok(Loaded { tensors, metadata })
@@ -87,12 +117,23 @@ pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
 /// names and shape mismatches are errors that name the parameter, so a checkpoint of another
 /// model is refused instead of half-loaded. Nothing is changed unless everything matches.
 pub fn load_into_varmap(path: &Path, varmap: &VarMap) -> Result<BTreeMap<String, String>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    load_bytes_into_varmap(&bytes, path, varmap)
+}
+
+/// [`load_into_varmap`] on the bytes of a file; `origin` names it in errors.
+pub fn load_bytes_into_varmap(
+    bytes: &[u8],
+    origin: &Path,
+    varmap: &VarMap,
+) -> Result<BTreeMap<String, String>> {
+    let path = origin;
     let data = varmap.data().lock().expect("varmap lock poisoned");
     let device = match data.values().next() {
         Some(v) => v.device().clone(),
         None => bail!("the model has no parameters to load into"),
     };
-    let loaded = load(path, &device)?;
+    let loaded = load_bytes(bytes, path, &device)?;
     let mut missing = Vec::new();
     for (name, var) in data.iter() {
         match loaded.tensors.get(name) {

@@ -6,7 +6,7 @@ use crate::plot::{heatmap, line_chart, Heatmap, LineChart, Series};
 use crate::probe::report::{curves_chart, CURVES_JSON, PLOT_STEM};
 use crate::probe::{Curve, Probe, ProbeRecord};
 use crate::train::run_dir::{RunDir, METRICS, PROBE};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
 fn run_name(dir: &Path) -> String {
@@ -74,14 +74,18 @@ pub fn probe_heatmap(records: &[ProbeRecord], layer: usize, state: &str, title: 
 
 /// Redraws whatever each directory holds into `out`; returns the files' stems.
 pub fn redraw(dirs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(out)?;
+    // Check every input before creating anything: `plot DIR` writes into DIR itself, and a
+    // mistyped DIR must not be created as an empty directory.
+    for dir in dirs {
+        if !dir.is_dir() {
+            bail!("{} is not a directory (expected a run directory or a `grad` output)", dir.display());
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating --out {}", out.display()))?;
     let mut written = Vec::new();
     let mut curves: Vec<Curve> = Vec::new();
     let mut trained: Vec<PathBuf> = Vec::new();
     for dir in dirs {
-        if !dir.is_dir() {
-            bail!("{} is not a directory", dir.display());
-        }
         let run = RunDir::new(dir);
         if dir.join(CURVES_JSON).exists() {
             let probes: Vec<Probe> = run.read_json(CURVES_JSON)?;
@@ -94,6 +98,9 @@ pub fn redraw(dirs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
             }
         }
         if dir.join(METRICS).exists() {
+            if run.read_metrics()?.is_empty() {
+                bail!("{} holds no complete record", dir.join(METRICS).display());
+            }
             trained.push(dir.clone());
         }
         if dir.join(PROBE).exists() {

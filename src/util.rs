@@ -115,3 +115,49 @@ pub mod nullable {
         Ok(Vec::<Option<f64>>::deserialize(d)?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
     }
 }
+
+/// What a run may plan to use, in bytes: the machine's physical memory (`MemTotal` of
+/// /proc/meminfo on Linux), or 16 GB where that cannot be read.
+pub fn memory_limit_bytes() -> f64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            let line = t.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024.0)
+        })
+        .filter(|b| *b > 0.0)
+        .unwrap_or(16e9)
+}
+
+/// Runs `f`, turning a panic inside it into an error that starts with `what`, without the panic
+/// message on stderr. For third-party parsers that panic on some malformed input (the
+/// `tokenizers` crate, see tests/fuzz.rs): users get an error and exit code 2, not a crash.
+/// Panics on other threads are reported as usual.
+pub fn catch_panic<T>(what: &str, f: impl FnOnce() -> T) -> anyhow::Result<T> {
+    use std::cell::Cell;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    thread_local! {
+        static QUIET: Cell<bool> = const { Cell::new(false) };
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    result.map_err(|payload| {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown error".into());
+        anyhow::anyhow!("{what}: {msg}")
+    })
+}

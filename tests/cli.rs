@@ -144,6 +144,19 @@ fn bad_flags_name_the_flag_and_exit_2() {
         (&["--model", "gpt", "--hidden", "30", "--heads", "4"], "--heads"),
         (&["--momentum", "0.9"], "--momentum"),
         (&["--batch", "100000", "--seq-len", "5000", "--hidden", "1024"], "--batch"),
+        (&["--layers", "0"], "--layers must be ≥ 1"),
+        (&["--steps", "0"], "--steps must be ≥ 1"),
+        (&["--eval-every", "0"], "--eval-every must be ≥ 1"),
+        (&["--lr", "nan"], "--lr must be a finite number > 0"),
+        (&["--clip", "0"], "--clip must be a finite number > 0"),
+        (&["--optimizer", "sgd", "--momentum", "1.5"], "momentum must be in [0, 1)"),
+        (&["--schedule", "cosine", "--min-lr", "-1"], "--min-lr"),
+        (&["--min-lr", "nan"], "--min-lr must be a finite number"),
+        (&["--model", "gpt", "--context", "3"], "--context (3) is shorter"),
+        (&["--task", "copy", "--alphabet", "1"], "--alphabet must be ≥ 2"),
+        (&["--device", "tpu"], "invalid device 'tpu'"),
+        (&["--on-nonfinite", "ignore"], "unknown --on-nonfinite"),
+        (&["--max-seconds", "0"], "--max-seconds"),
     ];
     for (flags, needle) in cases {
         let mut args = vec!["train", "--out", out.to_str().unwrap()];
@@ -151,7 +164,8 @@ fn bad_flags_name_the_flag_and_exit_2() {
         let o = gradscope(&args);
         assert_eq!(o.status.code(), Some(2), "{flags:?}: {}", stderr(&o));
         assert!(stderr(&o).contains(needle), "{flags:?}: expected '{needle}' in: {}", stderr(&o));
-        assert!(!out.join("summary.json").exists(), "{flags:?} left a run behind");
+        assert!(!stderr(&o).contains("panicked"), "{flags:?}: {}", stderr(&o));
+        assert!(!out.exists(), "{flags:?} created the run directory");
     }
     let o = gradscope(&["train", "--resume", dir.join("nothing").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));

@@ -167,8 +167,14 @@ fn tiny_recurrent_grid_trains_and_measures() {
 
 #[test]
 fn bad_flags_exit_2_and_name_the_flag() {
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["lab", "depth", "--activation", "swish"], "--activation"),
+        // Sizes past any machine's memory (--depth 10^8 used to run until the allocator aborted).
+        (
+            &["lab", "depth", "--depth", "100000000", "--width", "100000"],
+            "--depth 100000000 × --width 100000",
+        ),
+        (&["lab", "rnn", "--hidden", "1000000"], "parameters and optimiser state"),
         (&["lab", "depth", "--depth", "1"], "--depth"),
         (&["lab", "depth", "--norm", "group"], "--norm"),
         (&["lab", "depth", "--init", "zeros"], "--init"),
@@ -181,6 +187,7 @@ fn bad_flags_exit_2_and_name_the_flag() {
         let o = gradscope(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).contains(needle), "{args:?}: stderr does not name {needle}:\n{}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
     }
     let o = gradscope(&["lab"]);
     assert_eq!(o.status.code(), Some(2), "a bare `lab` names nothing to run");

@@ -225,11 +225,15 @@ fn bad_corpora_exit_2_with_the_reason_and_leave_no_run() {
     std::fs::write(dir.join("empty.txt"), "").unwrap();
     std::fs::write(dir.join("latin1.txt"), b"caf\xe9").unwrap();
     std::fs::write(dir.join("short.txt"), "to be or not to be").unwrap();
+    std::fs::write(dir.join("blank.txt"), " \n\t\n").unwrap();
+    std::fs::create_dir_all(dir.join("a-directory")).unwrap();
     let cases: &[(&str, &str)] = &[
         ("missing.txt", "does not exist"),
         ("empty.txt", "is empty"),
         ("latin1.txt", "not UTF-8"),
         ("short.txt", "too short for --seq-len 64"),
+        ("blank.txt", "holds only whitespace"),
+        ("a-directory", "reading corpus"),
     ];
     for (file, needle) in cases {
         let out = dir.join(format!("run-{file}"));
@@ -246,7 +250,8 @@ fn bad_corpora_exit_2_with_the_reason_and_leave_no_run() {
         ]);
         assert_eq!(o.status.code(), Some(2), "{file}");
         assert!(stderr(&o).contains(needle), "{file}: {}", stderr(&o));
-        assert!(!out.join("summary.json").exists());
+        assert!(!stderr(&o).contains("panicked"), "{file}: {}", stderr(&o));
+        assert!(!out.exists(), "{file}: a refused run created its directory");
     }
     let o = gradscope(&["train", "--task", "text", "--out", dir.join("x").to_str().unwrap()]);
     assert!(stderr(&o).contains("needs --corpus"), "{}", stderr(&o));

@@ -134,7 +134,11 @@ pub fn run(args: GradArgs) -> Result<()> {
         let task = cfg.build_task_in(run.as_deref())?;
         let model_cfg = match run {
             // A trained model keeps its architecture; only the task length may change.
-            Some(dir) => RunDir::new(dir).read_json::<SeqModelConfig>(MODEL_CONFIG)?,
+            Some(dir) => {
+                let m = RunDir::new(dir).read_json::<SeqModelConfig>(MODEL_CONFIG)?;
+                m.validate().with_context(|| format!("{}", dir.join(MODEL_CONFIG).display()))?;
+                m
+            }
             None => cfg.model_config(task.as_ref()),
         };
         if model_cfg.family == Family::Gpt && task.spec().steps > model_cfg.context {
@@ -144,6 +148,9 @@ pub fn run(args: GradArgs) -> Result<()> {
                 task.spec().steps
             );
         }
+        TrainConfig { batch, eval_size: batch, ..cfg.clone() }
+            .check_memory(&model_cfg)
+            .with_context(|| format!("model {name}"))?;
         let varmap = VarMap::new();
         let model = model_cfg.init(&varmap, cfg.seed, &device)?;
         if let Some(dir) = run {

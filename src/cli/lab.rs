@@ -255,6 +255,10 @@ fn depth(a: DepthArgs) -> Result<()> {
         seed: a.seed,
     };
     training.validate()?;
+    let examples = training.batch.max(training.eval_size).max(training.probe_size);
+    for spec in &specs {
+        spec.config.check_memory(examples)?;
+    }
     let command = format!("gradscope {}", std::env::args().skip(1).collect::<Vec<_>>().join(" "));
     let plan = crate::lab::experiments::Plan {
         title: "A depth sweep of MLPs: per-layer gradient norms at initialisation and during training."

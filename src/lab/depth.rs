@@ -321,6 +321,7 @@ pub fn run_config(config: &MlpConfig, train: bool, t: &DepthTraining) -> Result<
     let task = DepthTask::new(t.task, &device)?;
     let config = MlpConfig { input: task.input_size(), output: task.output_size(), ..config.clone() };
     config.validate()?;
+    config.check_memory(t.batch.max(t.eval_size).max(t.probe_size))?;
     let started = Instant::now();
     let mlp = Mlp::new(&config, t.seed, &device)?;
     let probe = task.probe_set(t.probe_size)?;

@@ -111,7 +111,10 @@ fn prepare_out(out: &Path) -> Result<()> {
         }
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    std::fs::write(out.join(MARKER), "written by gradscope lab; safe to delete with the directory\n")?;
+    crate::checkpoint::write_atomic(
+        &out.join(MARKER),
+        b"written by gradscope lab; safe to delete with the directory\n",
+    )?;
     Ok(())
 }
 

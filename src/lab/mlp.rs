@@ -282,6 +282,26 @@ impl MlpConfig {
         Ok(())
     }
 
+    /// Refuses a network whose parameters (with gradients and optimiser state) and activations
+    /// for `examples` rows would exceed the machine's memory, naming the flags that size it.
+    pub fn check_memory(&self, examples: usize) -> Result<()> {
+        let (w, d) = (self.width as f64, self.depth as f64);
+        let params = d * w * (w + 1.0) + (self.input + self.output) as f64 * w;
+        let bytes = 4.0 * (5.0 * params + 8.0 * examples as f64 * d * w);
+        let limit = crate::util::memory_limit_bytes();
+        if bytes > limit {
+            bail!(
+                "--depth {} × --width {} over {examples} examples needs about {:.3e} GB, over the {:.1} GB of \
+                 memory this machine has; lower --depth, --width or --batch",
+                self.depth,
+                self.width,
+                bytes / 1e9,
+                limit / 1e9
+            );
+        }
+        Ok(())
+    }
+
     /// Hidden representations h_1..h_{depth-1}.
     pub fn hidden_layers(&self) -> usize {
         self.depth - 1

@@ -130,9 +130,51 @@ impl SeqModelConfig {
         })
     }
 
+    /// The number of parameters, from the config alone (in f64, so absurd sizes cannot overflow).
+    pub fn parameter_estimate(&self) -> f64 {
+        let (h, l) = (self.hidden as f64, self.layers as f64);
+        let (i, o) = (self.input_width() as f64, self.output_size as f64);
+        let readout = o * (h + 1.0);
+        match self.recurrent() {
+            Some(r) => {
+                let g = r.cell.gates() as f64;
+                g * h * (i + h + 2.0) + (l - 1.0).max(0.0) * g * h * (2.0 * h + 2.0) + readout
+            }
+            None => {
+                let (vocab, proj) = match self.input {
+                    ModelInput::Tokens { vocab } => (vocab as f64, 0.0),
+                    ModelInput::Real { features } => (1.0, (features as f64 + 1.0) * h),
+                };
+                // wte, wpe, blocks (attention 4h², MLP 8h², norms and biases), final norm, head.
+                (vocab + self.context as f64) * h + l * (12.0 * h * h + 13.0 * h) + 2.0 * h + readout + proj
+            }
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.output_size == 0 || self.input_width() == 0 {
             bail!("the model needs at least one input and one output per step");
+        }
+        for (name, v) in [("init_gain", self.init_gain), ("forget_bias", self.forget_bias)] {
+            if v.is_some_and(|v| !v.is_finite()) {
+                bail!("{name} must be finite, got {}", v.unwrap_or_default());
+            }
+        }
+        // A model.json edited by hand (or corrupted) must not make the allocator abort.
+        let bytes = 4.0 * self.parameter_estimate();
+        let limit = crate::util::memory_limit_bytes();
+        if bytes > limit {
+            bail!(
+                "the model would hold about {:.2e} parameters ({:.1} GB), more than this machine's {:.1} GB \
+                 of memory (hidden {}, layers {}, input {}, outputs {})",
+                bytes / 4.0,
+                bytes / 1e9,
+                limit / 1e9,
+                self.hidden,
+                self.layers,
+                self.input_width(),
+                self.output_size
+            );
         }
         match (self.recurrent(), self.gpt()) {
             (Some(r), _) => r.validate(),

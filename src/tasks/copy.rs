@@ -31,6 +31,11 @@ impl CopyTask {
         if alphabet < 2 {
             bail!("--alphabet must be ≥ 2 (got {alphabet})");
         }
+        if copy_len.checked_mul(2).and_then(|k| k.checked_add(seq_len)).is_none_or(|n| n > u32::MAX as usize)
+            || alphabet >= u32::MAX as usize - 1
+        {
+            bail!("--seq-len {seq_len}, --copy-len {copy_len} or --alphabet {alphabet} is out of range");
+        }
         Ok(Self { seq_len, copy_len, alphabet })
     }
 

@@ -29,6 +29,13 @@ impl TextTask {
             anyhow::bail!("--seq-len (the context window) must be ≥ 1");
         }
         let tokens = tokenizer.encode(text)?;
+        let vocab = tokenizer.vocab_size();
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            anyhow::bail!(
+                "the tokenizer produced token id {bad}, outside its own vocabulary of {vocab} (a broken \
+                 tokenizer.json?)"
+            );
+        }
         let (train, val) = split_train_val(&tokens);
         if val.len() < window + 1 || train.len() < window + 1 {
             anyhow::bail!(

@@ -90,9 +90,9 @@ impl TextTokenizer {
                     index.get(&c).copied().ok_or_else(|| anyhow!("character {c:?} is not in the vocabulary"))
                 })
                 .collect(),
-            TextTokenizer::Bpe(t) => {
-                Ok(t.encode(text, false).map_err(|e| anyhow!("BPE encoding: {e}"))?.get_ids().to_vec())
-            }
+            TextTokenizer::Bpe(t) => crate::util::catch_panic("BPE encoding", || t.encode(text, false))?
+                .map(|e| e.get_ids().to_vec())
+                .map_err(|e| anyhow!("BPE encoding: {e}")),
         }
     }
 
@@ -107,7 +107,8 @@ impl TextTokenizer {
                         .ok_or_else(|| anyhow!("token id {i} is outside the vocabulary"))
                 })
                 .collect(),
-            TextTokenizer::Bpe(t) => t.decode(ids, false).map_err(|e| anyhow!("BPE decoding: {e}")),
+            TextTokenizer::Bpe(t) => crate::util::catch_panic("BPE decoding", || t.decode(ids, false))?
+                .map_err(|e| anyhow!("BPE decoding: {e}")),
         }
     }
 
@@ -135,19 +136,31 @@ impl TextTokenizer {
             }
             return Ok(Self::from_chars(v.chars));
         }
-        let t: Tokenizer =
-            text.parse().map_err(|e| anyhow!("{} is not a tokenizer.json: {e}", path.display()))?;
+        // `tokenizers` panics on some malformed files (a continuing-subword prefix longer than a
+        // merge's token, found by tests/fuzz.rs): such a file is an error like any other.
+        let bad = || format!("{} is not a usable tokenizer.json", path.display());
+        let t: Tokenizer = crate::util::catch_panic(&bad(), || text.parse::<Tokenizer>())?
+            .map_err(|e| anyhow!("{}: {e}", bad()))?;
         Ok(TextTokenizer::Bpe(Box::new(t)))
     }
 
     /// The saved tokenizer of a run directory.
     pub fn load_from_run(dir: &Path) -> Result<Self> {
+        match Self::load_saved(dir)? {
+            Some(t) => Ok(t),
+            None => bail!("{} holds no {TOKENIZER_FILE} or {CHARS_FILE}", dir.display()),
+        }
+    }
+
+    /// The saved tokenizer of a run directory, None when it holds none; a saved file that does
+    /// not load is an error (never silently replaced by a fresh tokenizer).
+    pub fn load_saved(dir: &Path) -> Result<Option<Self>> {
         for name in [TOKENIZER_FILE, CHARS_FILE] {
             if dir.join(name).exists() {
-                return Self::load(&dir.join(name));
+                return Self::load(&dir.join(name)).map(Some);
             }
         }
-        bail!("{} holds no {TOKENIZER_FILE} or {CHARS_FILE}", dir.display())
+        Ok(None)
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::{LrSchedule, OptimizerConfig, ScheduleKind};
 use crate::models::{Family, InitScheme, ModelInput, Nonlinearity, RecurrentBackend, SeqModelConfig};
-use crate::tasks::{AddingTask, AddingVariant, CopyTask, InputKind, Task, TextTask};
+use crate::tasks::{AddingTask, AddingVariant, CopyTask, InputKind, Task, TaskSpec, TextTask};
 use crate::text::{load_corpus, TextTokenizer};
 use crate::util::candle_message;
 use anyhow::{bail, Context, Result};
@@ -66,6 +66,29 @@ impl std::str::FromStr for OnNonFinite {
             "rollback" => Ok(OnNonFinite::Rollback),
             other => Err(format!("unknown --on-nonfinite '{other}': expected stop, skip or rollback")),
         }
+    }
+}
+
+/// What [`TrainConfig::check_memory`] adds up, in bytes.
+struct MemoryEstimate {
+    activations: f64,
+    parameters: f64,
+    eval_set: f64,
+}
+
+impl MemoryEstimate {
+    fn total(&self) -> f64 {
+        self.activations + self.parameters + self.eval_set
+    }
+}
+
+/// Bytes as gigabytes for a message: one decimal, or scientific notation for absurd sizes.
+fn gb(bytes: f64) -> String {
+    let g = bytes / 1e9;
+    if g < 1e6 {
+        format!("{g:.1}")
+    } else {
+        format!("{g:.1e}")
     }
 }
 
@@ -178,15 +201,18 @@ impl Default for TrainConfig {
     }
 }
 
-/// Estimated bytes a training step may need beyond which a run is refused up front.
-const MEMORY_LIMIT_BYTES: f64 = 16e9;
-
 impl TrainConfig {
     /// Reads a TOML file whose keys are flag names; unknown keys are errors.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+        Self::from_toml_str(&text).with_context(|| format!("parsing config {}", path.display()))
+    }
+
+    /// Parses TOML text whose keys are flag names; unknown keys and wrong types are errors that
+    /// name the key. Not validated: call [`TrainConfig::validate`].
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        Ok(toml::from_str(text)?)
     }
 
     pub fn to_toml(&self) -> Result<String> {
@@ -236,6 +262,15 @@ impl TrainConfig {
         if self.tbptt && (self.task != TaskName::Text || self.model == Family::Gpt) {
             bail!("--tbptt applies to --task text with a recurrent --model (rnn, lstm, gru)");
         }
+        // Checked even where the schedule ignores it (constant): a NaN would still be saved in
+        // config.toml, and a value the schedule would refuse is a mistake either way (found by
+        // tests/fuzz.rs).
+        if let Some(v) = self.min_lr.filter(|&v| !(v >= 0.0 && v <= self.lr)) {
+            bail!("--min-lr must be a finite number in [0, --lr = {}] (got {v})", self.lr);
+        }
+        if let Some(v) = self.forget_bias.filter(|v| !v.is_finite()) {
+            bail!("--forget-bias must be a finite number (got {v})");
+        }
         if self.forget_bias.is_some() && self.model != Family::Lstm {
             bail!("--forget-bias applies to --model lstm only (got --model {})", self.model);
         }
@@ -253,37 +288,90 @@ impl TrainConfig {
         }
         self.optimizer_config()?;
         self.schedule()?;
-        let bytes = self.memory_estimate()?;
-        if bytes > MEMORY_LIMIT_BYTES {
+        // The text task's vocabulary is known only once the corpus is tokenised: guess here,
+        // and `train` checks again with the real model.
+        self.check_memory(&self.model_config_for(self.spec_guess()))
+    }
+
+    /// The task's shape without building the task (text: the vocabulary is a guess, 256 or
+    /// --vocab-size).
+    fn spec_guess(&self) -> TaskSpec {
+        match self.task {
+            TaskName::Adding => {
+                TaskSpec { input: InputKind::Real { features: 2 }, output_size: 1, steps: self.task_steps() }
+            }
+            TaskName::Copy => TaskSpec {
+                input: InputKind::Tokens { vocab: self.alphabet.saturating_add(2) },
+                output_size: self.alphabet.saturating_add(1),
+                steps: self.task_steps(),
+            },
+            TaskName::Text => {
+                let vocab = self.vocab_size.unwrap_or(256);
+                TaskSpec { input: InputKind::Tokens { vocab }, output_size: vocab, steps: self.task_steps() }
+            }
+        }
+    }
+
+    /// Refuses a run whose estimated memory exceeds the machine's, naming the flags that size it.
+    pub fn check_memory(&self, model: &SeqModelConfig) -> Result<()> {
+        let m = self.memory_estimate(model);
+        let limit = crate::util::memory_limit_bytes();
+        if m.total() > limit {
             bail!(
-                "--batch {} × {} steps × --hidden {} needs about {:.1} GB for one training step, over the {:.0} GB \
-                 this tool allows; lower --batch, --hidden or --seq-len",
+                "this run needs about {} GB, over the {} GB of memory this machine has: activations of \
+                 --batch {} × {} steps × --hidden {} × --layers {} ≈ {} GB, parameters and optimiser state \
+                 ≈ {} GB, the held-out set of --eval-size {} ≈ {} GB; lower --batch, --hidden, --layers, \
+                 --seq-len{} or --eval-size",
+                gb(m.total()),
+                gb(limit),
                 self.batch,
                 self.task_steps(),
-                self.hidden,
-                bytes / 1e9,
-                MEMORY_LIMIT_BYTES / 1e9
+                model.hidden,
+                model.layers,
+                gb(m.activations),
+                gb(m.parameters),
+                self.eval_size,
+                gb(m.eval_set),
+                match self.task {
+                    TaskName::Copy => ", --copy-len, --alphabet",
+                    TaskName::Text => ", --vocab-size",
+                    TaskName::Adding => "",
+                }
             );
         }
         Ok(())
     }
 
-    /// A rough upper bound of the activations a step keeps for backward, in bytes.
-    fn memory_estimate(&self) -> Result<f64> {
+    /// A rough upper bound, in bytes, of what a training step keeps alive (f64 arithmetic, so
+    /// absurd sizes give a large number instead of an overflow).
+    fn memory_estimate(&self, model: &SeqModelConfig) -> MemoryEstimate {
         let steps = self.task_steps() as f64;
-        let (b, h, l) = (self.batch as f64, self.hidden as f64, self.layers as f64);
-        // Recurrent: ~16 saved (B, H)-sized tensors per gate-step; GPT: the attention matrices.
-        let per_step = match self.model {
-            Family::Gpt => 4.0 * (b * self.heads as f64 * steps * 3.0 + 20.0 * b * h),
-            _ => 4.0 * 16.0 * 4.0 * b * h,
+        let (b, h, l) = (self.batch as f64, model.hidden as f64, model.layers as f64);
+        let (in_width, per_token_in) = match model.input {
+            ModelInput::Tokens { vocab } => (vocab as f64, 1.0),
+            ModelInput::Real { features } => (features as f64, features as f64),
         };
-        Ok(per_step * steps * l)
+        let out = model.output_size as f64;
+        // Recurrent: ~16 saved (B, H)-sized tensors per gate-step, plus the one-hot input;
+        // GPT: the attention matrices. Both: logits, their softmax and gradient.
+        let body = match self.model {
+            Family::Gpt => 4.0 * (b * self.heads as f64 * steps * 3.0 + 20.0 * b * h) * steps * l,
+            _ => 4.0 * (16.0 * 4.0 * b * h * steps * l + b * in_width * steps),
+        };
+        MemoryEstimate {
+            activations: body + 4.0 * 3.0 * b * steps * out,
+            // Parameters, gradients, two optimiser moments, the checkpoint's serialised copy.
+            parameters: 4.0 * 5.0 * model.parameter_estimate(),
+            // Inputs and targets of every held-out sequence.
+            eval_set: 4.0 * self.eval_size as f64 * steps * (per_token_in + 1.0),
+        }
     }
 
-    /// Steps per sequence the model sees, without building the task.
+    /// Steps per sequence the model sees, without building the task (saturating: absurd
+    /// lengths are refused by the memory check, not wrapped around).
     pub fn task_steps(&self) -> usize {
         match self.task {
-            TaskName::Copy => self.seq_len + 2 * self.copy_len,
+            TaskName::Copy => self.seq_len.saturating_add(self.copy_len.saturating_mul(2)),
             TaskName::Adding | TaskName::Text => self.seq_len,
         }
     }
@@ -297,7 +385,10 @@ impl TrainConfig {
             TaskName::Text => {
                 let path = self.corpus.as_ref().context("--task text needs --corpus FILE")?;
                 let text = load_corpus(path)?;
-                let saved = run_dir.and_then(|d| TextTokenizer::load_from_run(d).ok());
+                let saved = match run_dir {
+                    Some(d) => TextTokenizer::load_saved(d)?,
+                    None => None,
+                };
                 let tokenizer = match (saved, &self.tokenizer, self.vocab_size) {
                     (Some(t), _, _) => t,
                     (None, Some(file), _) => TextTokenizer::load(file)?,
@@ -318,7 +409,10 @@ impl TrainConfig {
 
     /// The model for `task`, sized from the task's input and output.
     pub fn model_config(&self, task: &dyn Task) -> SeqModelConfig {
-        let spec = task.spec();
+        self.model_config_for(task.spec())
+    }
+
+    fn model_config_for(&self, spec: TaskSpec) -> SeqModelConfig {
         SeqModelConfig {
             family: self.model,
             nonlinearity: self.nonlinearity,

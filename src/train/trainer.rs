@@ -120,6 +120,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
     let device = parse_device(&cfg.device)?;
     let task = cfg.build_task_in(opts.resume.then_some(opts.out.as_path()))?;
     let model_cfg = cfg.model_config(task.as_ref());
+    // validate() guessed the text task's vocabulary; now it is known.
+    cfg.check_memory(&model_cfg)?;
     let dir = RunDir::new(&opts.out);
     if !opts.resume && dir.holds_a_run() {
         bail!(
@@ -144,6 +146,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
 
     let mut state = if opts.resume {
         let c = restore(&dir, &model_cfg, &named, &mut optimizer, &device)?;
+        // Half-written files of the process that was killed (never read: renames are atomic).
+        crate::checkpoint::remove_stale_temporaries(&opts.out)?;
         dir.truncate_records(c.step)?;
         // Until this run finishes, the directory must not look finished.
         let _ = std::fs::remove_file(dir.path(SUMMARY));
@@ -455,15 +459,22 @@ fn restore(
     let saved: SeqModelConfig = serde_json::from_str(&meta("model_config"))
         .with_context(|| format!("{}: unreadable model_config", path.display()))?;
     if &saved != model_cfg {
+        let describe = |m: &SeqModelConfig| {
+            format!(
+                "{} h{} ×{}, input {:?}, {} outputs",
+                m.family, m.hidden, m.layers, m.input, m.output_size
+            )
+        };
+        let hint = if (saved.input, saved.output_size) != (model_cfg.input, model_cfg.output_size) {
+            " (the input or output size differs: was the tokenizer or the task changed?)"
+        } else {
+            ""
+        };
         bail!(
-            "{} was written by a different model ({:?} h{} ×{}) than the config asks for ({:?} h{} ×{})",
+            "{} was written by a different model ({}) than the config asks for ({}){hint}",
             path.display(),
-            saved.family,
-            saved.hidden,
-            saved.layers,
-            model_cfg.family,
-            model_cfg.hidden,
-            model_cfg.layers
+            describe(&saved),
+            describe(model_cfg)
         );
     }
     for (name, var) in named {
