@@ -1,6 +1,7 @@
 //! Every model against PyTorch's reference values.
 //!
-//! Reads every `*.safetensors` in `tests/fixtures/` (or the directory in `GRADSCOPE_FIXTURES`) and
+//! Reads every `*.safetensors` in `../shared/fixtures/` (when present) and `tests/fixtures/`, or
+//! only the directory in `GRADSCOPE_FIXTURES`, and
 //! checks every stored tensor at the fixtures' tolerance, |value - ref| <= 1e-5 + 1e-4·|ref|.
 //! All sizes come from the files. Every recurrent fixture is checked on both backends (candle's
 //! per-op autograd and the fused CPU kernels). The references were made like this (see the
@@ -26,16 +27,24 @@ use std::path::{Path, PathBuf};
 const RTOL: f64 = 1e-4;
 const ATOL: f64 = 1e-5;
 
-fn fixture_dir() -> PathBuf {
-    match std::env::var_os("GRADSCOPE_FIXTURES") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
+/// Every fixture set to check: `GRADSCOPE_FIXTURES` when set; otherwise the project's shared set
+/// beside the checkout (`../shared/fixtures`, which may hold other sizes than the committed copy)
+/// when present, and the committed copy in `tests/fixtures/`.
+fn fixture_dirs() -> Vec<PathBuf> {
+    if let Some(d) = std::env::var_os("GRADSCOPE_FIXTURES") {
+        return vec![PathBuf::from(d)];
     }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shared = root.join("../shared/fixtures");
+    let mut dirs = vec![root.join("tests/fixtures")];
+    if shared.is_dir() {
+        dirs.insert(0, shared);
+    }
+    dirs
 }
 
-fn fixture_files() -> Vec<PathBuf> {
-    let dir = fixture_dir();
-    let entries = std::fs::read_dir(&dir)
+fn fixture_files_in(dir: &Path) -> Vec<PathBuf> {
+    let entries = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("fixture directory {} is unreadable: {e}", dir.display()));
     let mut files: Vec<PathBuf> = entries
         .map(|e| e.expect("directory entry").path())
@@ -44,6 +53,10 @@ fn fixture_files() -> Vec<PathBuf> {
     files.sort();
     assert!(!files.is_empty(), "no *.safetensors fixtures in {}", dir.display());
     files
+}
+
+fn fixture_files() -> Vec<PathBuf> {
+    fixture_dirs().iter().flat_map(|d| fixture_files_in(d)).collect()
 }
 
 /// Records comparisons of one fixture file; every stored tensor must be compared or used.
@@ -216,14 +229,16 @@ fn check_file(path: &Path) -> Vec<String> {
 #[test]
 fn every_fixture_matches_pytorch() {
     let mut report = Vec::new();
-    let files = fixture_files();
-    for path in &files {
-        for failure in check_file(path) {
-            report.push(format!("{}: {failure}", path.file_name().unwrap().to_string_lossy()));
+    for dir in fixture_dirs() {
+        let files = fixture_files_in(&dir);
+        for path in &files {
+            for failure in check_file(path) {
+                report.push(format!("{}: {failure}", path.display()));
+            }
         }
+        eprintln!("checked {} fixture files in {}", files.len(), dir.display());
     }
     assert!(report.is_empty(), "{} mismatches:\n{}", report.len(), report.join("\n"));
-    eprintln!("checked {} fixture files in {}", files.len(), fixture_dir().display());
 }
 
 /// The checker is not vacuous: a layout error (gate blocks i and f swapped) is caught.
