@@ -100,13 +100,11 @@ fn softmax_causal_row(row: &mut [f32], i: usize, scale: f32) {
 
 #[inline(always)]
 fn softmax_in_place(v: &mut [f32], scale: f32) {
-    let max = v.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) * scale;
-    let mut sum = 0f32;
-    for x in v.iter_mut() {
-        *x = math::exp(*x * scale - max);
-        sum += *x;
-    }
-    let inv = 1.0 / sum;
+    // Lane-wise reductions and a separate exp pass: one running sum inside the exp loop would
+    // keep the whole loop scalar.
+    let max = math::max_lanes(v) * scale;
+    v.iter_mut().for_each(|x| *x = math::exp(*x * scale - max));
+    let inv = 1.0 / math::sum_lanes(v);
     v.iter_mut().for_each(|x| *x *= inv);
 }
 
@@ -119,7 +117,7 @@ fn softmax_causal_row_grad(ds: &mut [f32], p: &[f32], i: usize, scale: f32) {
 
 #[inline(always)]
 fn softmax_grad_in_place(g: &mut [f32], p: &[f32], scale: f32) {
-    let dot: f32 = g.iter().zip(p).map(|(a, b)| a * b).sum();
+    let dot = math::dot_lanes(g, p);
     g.iter_mut().zip(p).for_each(|(a, b)| *a = b * (*a - dot) * scale);
 }
 

@@ -31,6 +31,86 @@ macro_rules! with_avx2 {
 }
 pub(crate) use with_avx2;
 
+/// Defines a non-inlined function compiled twice, for AVX2 + FMA (chosen at run time when the CPU
+/// has them) and for baseline x86-64, like [`with_avx2`]. A function of its own, with plain slice
+/// parameters, rather than a closure: `&mut` parameters of a non-inlined function are known not to
+/// alias, which is what lets LLVM vectorise the gate loops (inlined over reborrowed slices they
+/// stayed scalar). Rust never contracts `a * b + c` into an FMA, so both versions round alike.
+macro_rules! avx2_fn {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        #[inline(never)]
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn wide($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the features `wide` is compiled for were just detected on this CPU.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+pub(crate) use avx2_fn;
+
+/// Lanes of the reductions below: independent partial results that the vectoriser keeps in
+/// registers (a single running f32 accumulator is a serial dependency chain LLVM must not reorder).
+const LANES: usize = 16;
+
+/// Σ v, in [`LANES`] interleaved partial sums.
+#[inline(always)]
+pub fn sum_lanes(v: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for l in 0..LANES {
+            acc[l] += c[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Σ a·b, in [`LANES`] interleaved partial sums.
+#[inline(always)]
+pub fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; LANES];
+    let full = n - n % LANES;
+    for (ca, cb) in a[..full].chunks_exact(LANES).zip(b[..full].chunks_exact(LANES)) {
+        for l in 0..LANES {
+            acc[l] += ca[l] * cb[l];
+        }
+    }
+    let tail: f32 = a[full..].iter().zip(&b[full..]).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// max v (−∞ for an empty slice); NaNs are skipped, as `f32::max` does.
+#[inline(always)]
+pub fn max_lanes(v: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    for c in chunks {
+        for l in 0..LANES {
+            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+        }
+    }
+    acc.iter().fold(tail, |m, &x| m.max(x))
+}
+
 /// ln 2 split in a part exactly representable with few bits and a remainder (Cody–Waite), so
 /// x − n·ln2 is exact for the |n| ≤ 127 that survive the clamp.
 const LN2_HI: f32 = 0.693_359_4;
@@ -251,6 +331,23 @@ mod tests {
         assert!(excess < 1.0, "φ: error {excess:.2}× the allowed at {at}");
         assert_eq!(normal_cdf(f32::INFINITY), 1.0);
         assert_eq!(normal_cdf(f32::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
+    fn lane_reductions_match_the_plain_ones() {
+        for n in [0usize, 1, 7, 16, 17, 255, 1000] {
+            let a: Vec<f32> = (0..n).map(|k| ((k * 37 % 101) as f32 - 50.0) * 0.013).collect();
+            let b: Vec<f32> = (0..n).map(|k| ((k * 53 % 89) as f32 - 44.0) * 0.021).collect();
+            let sum: f64 = a.iter().map(|&x| x as f64).sum();
+            let dot: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+            assert!((sum_lanes(&a) as f64 - sum).abs() < 1e-4, "sum of {n}");
+            assert!((dot_lanes(&a, &b) as f64 - dot).abs() < 1e-4, "dot of {n}");
+            assert_eq!(max_lanes(&a), a.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)), "max of {n}");
+        }
+        let mut v = vec![1.0f32; 40];
+        v[20] = f32::NAN;
+        v[33] = 3.0;
+        assert_eq!(max_lanes(&v), 3.0);
     }
 
     #[test]
