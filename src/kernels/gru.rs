@@ -6,7 +6,7 @@
 
 use super::gemm::{matmul, weight_grad, View, STEP};
 use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, Packed};
-use super::math::{sigmoid, tanh};
+use super::math::{avx2_fn, sigmoid, tanh};
 use super::{Dims, Grads, Saved};
 
 /// Returns the outputs (B, T, H) and, when `save`, what backward needs.
@@ -33,51 +33,35 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], h0: &[f32], save: bool) -> (Vec<f3
         for k in 0..b {
             let row = k * t + step;
             let hwk = &hw[k * g3..][..g3];
-            let (hr, hz, hwn) = (&hwk[..h], &hwk[h..][..h], &hwk[2 * h..][..h]);
-            let (xr, rest) = gates[row * g3..][..g3].split_at_mut(h);
-            let (xz, xn) = rest.split_at_mut(h);
+            let xw = &mut gates[row * g3..][..g3];
             let hn_out = &mut hn[row * h..][..h];
             let (before, cur) = out.split_at_mut(row * h);
             let h_prev = if step == 0 { &h0[k * h..][..h] } else { &before[(row - 1) * h..][..h] };
-            forward_row([xr, xz, xn], hn_out, &mut cur[..h], [hr, hz, hwn], h_prev);
+            forward_row(xw, hn_out, &mut cur[..h], hwk, h_prev);
         }
     }
     (out, if save { Saved::Gru { gates, hn } } else { Saved::Nothing })
 }
 
-/// One batch row of one step: the gates in place of xw, hw_n and h_t.
-///
-/// A separate, non-inlined function: its slice arguments are then known not to alias, so LLVM
-/// vectorises the loop. Written inline over reborrowed slices it stayed scalar (perf showed
-/// `addss`/`mulss` in the exp polynomial) and the GRU forward took ~35% longer.
-#[inline(never)]
-fn forward_row(
-    [xr, xz, xn]: [&mut [f32]; 3],
-    hn_out: &mut [f32],
-    h_out: &mut [f32],
-    [hr, hz, hwn]: [&[f32]; 3],
-    h_prev: &[f32],
-) {
-    let h = h_out.len();
-    let (xr, xz, xn, hn_out, hr, hz, hwn, h_prev) = (
-        &mut xr[..h],
-        &mut xz[..h],
-        &mut xn[..h],
-        &mut hn_out[..h],
-        &hr[..h],
-        &hz[..h],
-        &hwn[..h],
-        &h_prev[..h],
-    );
-    for j in 0..h {
-        let r = sigmoid(xr[j] + hr[j]);
-        let z = sigmoid(xz[j] + hz[j]);
-        let n = tanh(xn[j] + r * hwn[j]);
-        h_out[j] = n + z * (h_prev[j] - n);
-        xr[j] = r;
-        xz[j] = z;
-        xn[j] = n;
-        hn_out[j] = hwn[j];
+avx2_fn! {
+    /// One batch row of one step: the gates r, z, n in place of xw (3H), hw_n and h_t; `hw` is
+    /// the row's W_hh h_{t-1} + b_hh (3H).
+    fn forward_row(xw: &mut [f32], hn_out: &mut [f32], h_out: &mut [f32], hw: &[f32], h_prev: &[f32]) {
+        let h = h_out.len();
+        let (xr, rest) = xw[..3 * h].split_at_mut(h);
+        let (xz, xn) = rest.split_at_mut(h);
+        let (hn_out, h_prev) = (&mut hn_out[..h], &h_prev[..h]);
+        let (hr, hz, hwn) = (&hw[..h], &hw[h..2 * h], &hw[2 * h..3 * h]);
+        for j in 0..h {
+            let r = sigmoid(xr[j] + hr[j]);
+            let z = sigmoid(xz[j] + hz[j]);
+            let n = tanh(xn[j] + r * hwn[j]);
+            h_out[j] = n + z * (h_prev[j] - n);
+            xr[j] = r;
+            xz[j] = z;
+            xn[j] = n;
+            hn_out[j] = hwn[j];
+        }
     }
 }
 
@@ -118,15 +102,12 @@ pub fn backward(
             let g = &grad[row * h..][..h];
             let h_prev = if step == 0 { &h0[k * h..][..h] } else { &out[(row - 1) * h..][..h] };
             let s = &gates[row * g3..][..g3];
-            let (sr, sz, sn) = (&s[..h], &s[h..][..h], &s[2 * h..][..h]);
             let shn = &hn[row * h..][..h];
-            let (dr_out, rest) = dxw[row * g3..][..g3].split_at_mut(h);
-            let (dz_out, dn_out) = rest.split_at_mut(h);
+            let dxw_row = &mut dxw[row * g3..][..g3];
             let dhn_out = &mut dhn[row * h..][..h];
             let dh_row = &mut dh[k * h..][..h];
             let direct_row = &mut direct[k * h..][..h];
-            let saved_row = [sr, sz, sn, shn];
-            backward_row(dh_row, direct_row, [dr_out, dz_out, dn_out, dhn_out], g, h_prev, saved_row);
+            backward_row(dh_row, direct_row, dxw_row, dhn_out, g, h_prev, s, shn);
             if let Some(tap) = tap_h.as_deref_mut() {
                 tap[row * h..][..h].copy_from_slice(dh_row);
             }
@@ -147,31 +128,36 @@ pub fn backward(
     Grads { dx, dw, dstate: dh0 }
 }
 
-/// One batch row of one step of BPTT (a function of its own for the reason given at
-/// [`forward_row`]). `dh` holds the recurrent gradient into h_t and leaves with the total;
-/// `direct` carries z_{t+1}·∂L/∂h_{t+1} in and z_t·∂L/∂h_t out.
-#[inline(never)]
-fn backward_row(
-    dh: &mut [f32],
-    direct: &mut [f32],
-    [dr, dz, dn, dhn]: [&mut [f32]; 4],
-    g: &[f32],
-    h_prev: &[f32],
-    [sr, sz, sn, shn]: [&[f32]; 4],
-) {
-    let h = dh.len();
-    let (direct, dr, dz, dn, dhn) =
-        (&mut direct[..h], &mut dr[..h], &mut dz[..h], &mut dn[..h], &mut dhn[..h]);
-    let (g, h_prev, sr, sz, sn, shn) = (&g[..h], &h_prev[..h], &sr[..h], &sz[..h], &sn[..h], &shn[..h]);
-    for j in 0..h {
-        let dt = dh[j] + direct[j] + g[j];
-        dh[j] = dt;
-        let (r, z, n) = (sr[j], sz[j], sn[j]);
-        let dn_pre = dt * (1.0 - z) * (1.0 - n * n);
-        dn[j] = dn_pre;
-        dhn[j] = dn_pre * r;
-        dr[j] = dn_pre * shn[j] * r * (1.0 - r);
-        dz[j] = dt * (h_prev[j] - n) * z * (1.0 - z);
-        direct[j] = dt * z;
+avx2_fn! {
+    /// One batch row of one step of BPTT. `dh` holds the recurrent gradient into h_t and leaves
+    /// with the total; `direct` carries z_{t+1}·∂L/∂h_{t+1} in and z_t·∂L/∂h_t out; `dxw` (3H)
+    /// receives ∂L/∂xw and `dhn` ∂L/∂hw_n; `s` (3H) holds the saved r, z, n and `shn` hw_n.
+    fn backward_row(
+        dh: &mut [f32],
+        direct: &mut [f32],
+        dxw: &mut [f32],
+        dhn: &mut [f32],
+        g: &[f32],
+        h_prev: &[f32],
+        s: &[f32],
+        shn: &[f32],
+    ) {
+        let h = dh.len();
+        let (direct, dhn) = (&mut direct[..h], &mut dhn[..h]);
+        let (dr, rest) = dxw[..3 * h].split_at_mut(h);
+        let (dz, dn) = rest.split_at_mut(h);
+        let (g, h_prev, shn) = (&g[..h], &h_prev[..h], &shn[..h]);
+        let (sr, sz, sn) = (&s[..h], &s[h..2 * h], &s[2 * h..3 * h]);
+        for j in 0..h {
+            let dt = dh[j] + direct[j] + g[j];
+            dh[j] = dt;
+            let (r, z, n) = (sr[j], sz[j], sn[j]);
+            let dn_pre = dt * (1.0 - z) * (1.0 - n * n);
+            dn[j] = dn_pre;
+            dhn[j] = dn_pre * r;
+            dr[j] = dn_pre * shn[j] * r * (1.0 - r);
+            dz[j] = dt * (h_prev[j] - n) * z * (1.0 - z);
+            direct[j] = dt * z;
+        }
     }
 }

@@ -8,14 +8,14 @@
 
 use super::gemm::{matmul, weight_grad, View, STEP};
 use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, Packed};
-use super::math::{sigmoid_in_place, tanh, tanh_in_place};
+use super::math::{avx2_fn, sigmoid_in_place, tanh, tanh_in_place};
 use super::{Dims, Grads, Saved};
 
 /// Returns the result (B·T + B, H) and, when `save`, what backward needs.
 pub fn forward(d: Dims, x: &[f32], w: &[f32], state: &[f32], save: bool) -> (Vec<f32>, Saved) {
     let Dims { b, t, h, .. } = d;
     let p = Packed::new(d, 4);
-    let (g4, h2, h3) = (4 * h, 2 * h, 3 * h);
+    let g4 = 4 * h;
     let (h0, c0) = state.split_at(b * h);
     // Pre-activations x W_ihᵀ + b_ih + b_hh, turned into the activations in place step by step.
     let mut gates = project_inputs(d, p, x, w, true); // (B, T, 4H)
@@ -32,13 +32,9 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], state: &[f32], save: bool) -> (Vec
         for k in 0..b {
             let row = k * t + step;
             let g = &mut gates[row * g4..][..g4];
-            sigmoid_in_place(&mut g[..h2]);
-            tanh_in_place(&mut g[h2..h3]);
-            sigmoid_in_place(&mut g[h3..]);
-            let (gi, gf, gg, go) = (&g[..h], &g[h..][..h], &g[h2..][..h], &g[h3..][..h]);
             let (c_before, c_cur) = cells.split_at_mut(row * h);
             let c_prev = if step == 0 { &c0[k * h..][..h] } else { &c_before[(row - 1) * h..][..h] };
-            forward_row([gi, gf, gg, go], c_prev, &mut c_cur[..h], &mut out[row * h..][..h]);
+            forward_row(g, c_prev, &mut c_cur[..h], &mut out[row * h..][..h]);
         }
     }
     let bth = b * t * h;
@@ -65,7 +61,7 @@ pub fn backward(
 ) -> Grads {
     let Dims { b, t, h, .. } = d;
     let p = Packed::new(d, 4);
-    let (g4, h2, h3) = (4 * h, 2 * h, 3 * h);
+    let g4 = 4 * h;
     let (h0, c0) = state.split_at(b * h);
     let bth = b * t * h;
     let mut dxw = vec![0f32; b * t * g4]; // (B, T, 4H): ∂L/∂a_t
@@ -85,15 +81,11 @@ pub fn backward(
             let c_t = &cells[r * h..][..h];
             let c_prev = if step == 0 { &c0[k * h..][..h] } else { &cells[(r - 1) * h..][..h] };
             let g = &gates[r * g4..][..g4];
-            let (gi, gf, gg, go) = (&g[..h], &g[h..][..h], &g[h2..][..h], &g[h3..][..h]);
-            let (di, rest) = dxw[r * g4..][..g4].split_at_mut(h);
-            let (df, rest) = rest.split_at_mut(h);
-            let (dg, d_o) = rest.split_at_mut(h);
+            let dg = &mut dxw[r * g4..][..g4];
             let dh_row = &mut dh[k * h..][..h];
             let dc_row = &mut dc[k * h..][..h];
             let dcn_row = &mut dc_next[k * h..][..h];
-            let states = [g_h, c_t, c_prev];
-            backward_row([dh_row, dc_row, dcn_row], [di, df, dg, d_o], states, [gi, gf, gg, go]);
+            backward_row(dh_row, dc_row, dcn_row, dg, g_h, c_t, c_prev, g);
             if let Some((tap_h, tap_c)) = taps.as_mut() {
                 tap_h[r * h..][..h].copy_from_slice(dh_row);
                 tap_c[r * h..][..h].copy_from_slice(dc_row);
@@ -112,48 +104,57 @@ pub fn backward(
     Grads { dx, dw, dstate }
 }
 
-/// One batch row of one step: c_t and h_t from the activated gates.
-///
-/// A separate, non-inlined function: its slice arguments are then known not to alias, so LLVM
-/// vectorises the loop (inline over reborrowed slices it stayed scalar).
-#[inline(never)]
-fn forward_row([gi, gf, gg, go]: [&[f32]; 4], c_prev: &[f32], c_out: &mut [f32], h_out: &mut [f32]) {
-    let h = h_out.len();
-    let (gi, gf, gg, go, c_prev, c_out) =
-        (&gi[..h], &gf[..h], &gg[..h], &go[..h], &c_prev[..h], &mut c_out[..h]);
-    for j in 0..h {
-        let c = gf[j] * c_prev[j] + gi[j] * gg[j];
-        c_out[j] = c;
-        h_out[j] = go[j] * tanh(c);
+avx2_fn! {
+    /// One batch row of one step: the gate pre-activations `g` (4H) activated in place, then c_t
+    /// and h_t.
+    fn forward_row(g: &mut [f32], c_prev: &[f32], c_out: &mut [f32], h_out: &mut [f32]) {
+        let h = h_out.len();
+        let (g, c_prev, c_out) = (&mut g[..4 * h], &c_prev[..h], &mut c_out[..h]);
+        sigmoid_in_place(&mut g[..2 * h]);
+        tanh_in_place(&mut g[2 * h..3 * h]);
+        sigmoid_in_place(&mut g[3 * h..]);
+        let (gi, gf, gg, go) = (&g[..h], &g[h..2 * h], &g[2 * h..3 * h], &g[3 * h..]);
+        for j in 0..h {
+            let c = gf[j] * c_prev[j] + gi[j] * gg[j];
+            c_out[j] = c;
+            h_out[j] = go[j] * tanh(c);
+        }
     }
 }
 
-/// One batch row of one step of BPTT (see [`forward_row`] for why a function). `dh` holds the
-/// recurrent gradient into h_t and leaves with the total; `dc` receives the total ∂L/∂c_t;
-/// `dc_next` carries the gradient into c_t in and into c_{t-1} out.
-#[inline(never)]
-fn backward_row(
-    [dh, dc, dc_next]: [&mut [f32]; 3],
-    [di, df, dg, d_o]: [&mut [f32]; 4],
-    [g_h, c_t, c_prev]: [&[f32]; 3],
-    [gi, gf, gg, go]: [&[f32]; 4],
-) {
-    let h = dh.len();
-    let (dc, dc_next, di, df, dg, d_o) =
-        (&mut dc[..h], &mut dc_next[..h], &mut di[..h], &mut df[..h], &mut dg[..h], &mut d_o[..h]);
-    let (g_h, c_t, c_prev) = (&g_h[..h], &c_t[..h], &c_prev[..h]);
-    let (gi, gf, gg, go) = (&gi[..h], &gf[..h], &gg[..h], &go[..h]);
-    for j in 0..h {
-        let dhj = dh[j] + g_h[j];
-        dh[j] = dhj;
-        let tc = tanh(c_t[j]);
-        let (i, f, gv, o) = (gi[j], gf[j], gg[j], go[j]);
-        let dcj = dc_next[j] + dhj * o * (1.0 - tc * tc);
-        dc[j] = dcj;
-        di[j] = dcj * gv * i * (1.0 - i);
-        df[j] = dcj * c_prev[j] * f * (1.0 - f);
-        dg[j] = dcj * i * (1.0 - gv * gv);
-        d_o[j] = dhj * tc * o * (1.0 - o);
-        dc_next[j] = dcj * f;
+avx2_fn! {
+    /// One batch row of one step of BPTT. `dh` holds the recurrent gradient into h_t and leaves
+    /// with the total; `dc` receives the total ∂L/∂c_t; `dc_next` carries the gradient into c_t in
+    /// and into c_{t-1} out. `dg` is the row's ∂L/∂a_t (4H) and `g` its activated gates (4H).
+    fn backward_row(
+        dh: &mut [f32],
+        dc: &mut [f32],
+        dc_next: &mut [f32],
+        dg: &mut [f32],
+        g_h: &[f32],
+        c_t: &[f32],
+        c_prev: &[f32],
+        g: &[f32],
+    ) {
+        let h = dh.len();
+        let (dc, dc_next) = (&mut dc[..h], &mut dc_next[..h]);
+        let (g_h, c_t, c_prev) = (&g_h[..h], &c_t[..h], &c_prev[..h]);
+        let (di, rest) = dg[..4 * h].split_at_mut(h);
+        let (df, rest) = rest.split_at_mut(h);
+        let (dgg, d_o) = rest.split_at_mut(h);
+        let (gi, gf, gg, go) = (&g[..h], &g[h..2 * h], &g[2 * h..3 * h], &g[3 * h..4 * h]);
+        for j in 0..h {
+            let dhj = dh[j] + g_h[j];
+            dh[j] = dhj;
+            let tc = tanh(c_t[j]);
+            let (i, f, gv, o) = (gi[j], gf[j], gg[j], go[j]);
+            let dcj = dc_next[j] + dhj * o * (1.0 - tc * tc);
+            dc[j] = dcj;
+            di[j] = dcj * gv * i * (1.0 - i);
+            df[j] = dcj * c_prev[j] * f * (1.0 - f);
+            dgg[j] = dcj * i * (1.0 - gv * gv);
+            d_o[j] = dhj * tc * o * (1.0 - o);
+            dc_next[j] = dcj * f;
+        }
     }
 }

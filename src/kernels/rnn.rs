@@ -6,27 +6,37 @@
 
 use super::gemm::{matmul, weight_grad, View, STEP};
 use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, Packed};
-use super::math::{sigmoid_in_place, tanh_in_place};
+use super::math::{avx2_fn, sigmoid_in_place, tanh_in_place};
 use super::{Dims, Grads};
 use crate::models::Nonlinearity;
 
-fn activate(act: Nonlinearity, v: &mut [f32]) {
-    match act {
-        Nonlinearity::Tanh => tanh_in_place(v),
-        Nonlinearity::Sigmoid => sigmoid_in_place(v),
-        Nonlinearity::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
-        Nonlinearity::Linear => {}
+avx2_fn! {
+    /// `out ← act(out + rec)`: one batch row of one step.
+    fn add_activate(act: Nonlinearity, out: &mut [f32], rec: &[f32]) {
+        let rec = &rec[..out.len()];
+        out.iter_mut().zip(rec).for_each(|(o, r)| *o += r);
+        match act {
+            Nonlinearity::Tanh => tanh_in_place(out),
+            Nonlinearity::Sigmoid => sigmoid_in_place(out),
+            Nonlinearity::Relu => out.iter_mut().for_each(|x| *x = x.max(0.0)),
+            Nonlinearity::Linear => {}
+        }
     }
 }
 
-/// `d ← d · act'` given the activation's output `y`. relu' is [y > 0], PyTorch's choice at 0.
-fn times_derivative(act: Nonlinearity, d: &mut [f32], y: &[f32]) {
-    let y = &y[..d.len()];
-    match act {
-        Nonlinearity::Tanh => d.iter_mut().zip(y).for_each(|(d, y)| *d *= 1.0 - y * y),
-        Nonlinearity::Sigmoid => d.iter_mut().zip(y).for_each(|(d, y)| *d *= y * (1.0 - y)),
-        Nonlinearity::Relu => d.iter_mut().zip(y).for_each(|(d, y)| *d = if *y > 0.0 { *d } else { 0.0 }),
-        Nonlinearity::Linear => {}
+avx2_fn! {
+    /// One batch row of one step of BPTT: `dh ← dh + g` (the total ∂L/∂h_t), then
+    /// `da ← dh · act'` given the activation's output `y`. relu' is [y > 0], PyTorch's choice at 0.
+    fn row_backward(act: Nonlinearity, dh: &mut [f32], da: &mut [f32], g: &[f32], y: &[f32]) {
+        let n = dh.len();
+        let (da, g, y) = (&mut da[..n], &g[..n], &y[..n]);
+        dh.iter_mut().zip(g).for_each(|(d, g)| *d += g);
+        match act {
+            Nonlinearity::Tanh => (0..n).for_each(|j| da[j] = dh[j] * (1.0 - y[j] * y[j])),
+            Nonlinearity::Sigmoid => (0..n).for_each(|j| da[j] = dh[j] * (y[j] * (1.0 - y[j]))),
+            Nonlinearity::Relu => (0..n).for_each(|j| da[j] = if y[j] > 0.0 { dh[j] } else { 0.0 }),
+            Nonlinearity::Linear => da.copy_from_slice(dh),
+        }
     }
 }
 
@@ -46,9 +56,7 @@ pub fn forward(act: Nonlinearity, d: Dims, x: &[f32], w: &[f32], h0: &[f32]) -> 
         };
         matmul(&mut rec, View::dense(0, b, h), false, src, hv, w, w_t, STEP);
         for k in 0..b {
-            let row = &mut out[(k * t + step) * h..][..h];
-            row.iter_mut().zip(&rec[k * h..][..h]).for_each(|(o, r)| *o += r);
-            activate(act, row);
+            add_activate(act, &mut out[(k * t + step) * h..][..h], &rec[k * h..][..h]);
         }
     }
     out
@@ -80,13 +88,10 @@ pub fn backward(
         for k in 0..b {
             let r = (k * t + step) * h;
             let dh_row = &mut dh[k * h..][..h];
-            dh_row.iter_mut().zip(&grad[r..r + h]).for_each(|(d, g)| *d += g);
+            row_backward(act, dh_row, &mut dxw[r..r + h], &grad[r..r + h], &out[r..r + h]);
             if let Some(tap) = tap_h.as_deref_mut() {
                 tap[r..r + h].copy_from_slice(dh_row);
             }
-            let da = &mut dxw[r..r + h];
-            da.copy_from_slice(dh_row);
-            times_derivative(act, da, &out[r..r + h]);
         }
     }
     let mut dh0 = vec![0f32; b * h]; // (B, H)
