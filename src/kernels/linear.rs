@@ -6,7 +6,7 @@
 //! and GELU runs in place on the product.
 
 use super::gemm::{matmul, View, LARGE};
-use super::math::{gelu_backward_in_place, gelu_in_place};
+use super::math::{gelu_in_place, gelu_with_derivative};
 use rayon::prelude::*;
 
 /// Elements per task of the elementwise passes on rayon's pool: large enough that a task costs
@@ -28,8 +28,8 @@ struct LinearOp {
     act: Activation,
     /// (rows, in, out).
     dims: (usize, usize, usize),
-    /// The pre-activation x·Wᵀ + b, kept when GELU follows and a backward pass will run.
-    pre: Mutex<Vec<f32>>,
+    /// GELU'(x·Wᵀ + b), kept when GELU follows and a backward pass will run.
+    deriv: Mutex<Vec<f32>>,
     save: bool,
 }
 
@@ -69,9 +69,14 @@ impl CustomOp3 for LinearOp {
         );
         if self.act == Activation::Gelu {
             if self.save {
-                *self.pre.lock().map_err(poisoned)? = y.clone();
+                let mut deriv = vec![0f32; y.len()];
+                y.par_chunks_mut(ELEMENTWISE_CHUNK)
+                    .zip(deriv.par_chunks_mut(ELEMENTWISE_CHUNK))
+                    .for_each(|(y, d)| gelu_with_derivative(y, d));
+                *self.deriv.lock().map_err(poisoned)? = deriv;
+            } else {
+                y.par_chunks_mut(ELEMENTWISE_CHUNK).for_each(gelu_in_place);
             }
-            y.par_chunks_mut(ELEMENTWISE_CHUNK).for_each(gelu_in_place);
         }
         let mut dims = l1.dims().to_vec();
         *dims.last_mut().expect("linear input has a last dimension") = o;
@@ -94,14 +99,18 @@ impl CustomOp3 for LinearOp {
         let dy = storage_slice(&g_st, g_l, "the linear layer's output gradient")?;
         let xv = storage_slice(&x_st, x_l, "linear input")?;
         let wv = storage_slice(&w_st, w_l, "linear weight")?;
-        let pre = self.pre.lock().map_err(poisoned)?;
         let dpre: std::borrow::Cow<[f32]> = match self.act {
             Activation::Identity => dy.into(),
             Activation::Gelu => {
-                let mut d = pre.clone();
+                // The forward pass's GELU'(pre), taken: a second backward through this node
+                // (candle never makes one) would find it empty and fail below.
+                let mut d = std::mem::take(&mut *self.deriv.lock().map_err(poisoned)?);
+                if d.len() != dy.len() {
+                    bail!("linear+GELU backward: the forward pass kept no derivative");
+                }
                 d.par_chunks_mut(ELEMENTWISE_CHUNK)
                     .zip(dy.par_chunks(ELEMENTWISE_CHUNK))
-                    .for_each(|(d, dy)| gelu_backward_in_place(d, dy));
+                    .for_each(|(d, dy)| d.iter_mut().zip(dy).for_each(|(d, g)| *d *= g));
                 d.into()
             }
         };
@@ -166,7 +175,7 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor, act: Activation) -> Re
         }
     }
     let save = x.track_op() || weight.track_op() || bias.track_op();
-    let op = LinearOp { act, dims: (x.elem_count() / i.max(1), i, o), pre: Mutex::new(Vec::new()), save };
+    let op = LinearOp { act, dims: (x.elem_count() / i.max(1), i, o), deriv: Mutex::new(Vec::new()), save };
     let (x, weight, bias) = (x.contiguous()?, weight.contiguous()?, bias.contiguous()?);
     if save {
         x.apply_op3(&weight, &bias, op)

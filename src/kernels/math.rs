@@ -212,9 +212,11 @@ pub fn gelu_in_place(v: &mut [f32]) {
     with_avx2!(gelu_body(v))
 }
 
-/// `pre ← dy·GELU'(pre)` = dy·(Φ(pre) + pre·φ(pre)), element by element.
-pub fn gelu_backward_in_place(pre: &mut [f32], dy: &[f32]) {
-    with_avx2!(gelu_backward_body(pre, dy))
+/// `v ← v·Φ(v)` and `deriv ← GELU'(v)` = Φ(v) + v·φ(v), element by element: a forward pass that
+/// a backward pass follows keeps the derivative rather than the pre-activation, so the backward
+/// pass is one product and no copy of the pre-activation is made.
+pub fn gelu_with_derivative(v: &mut [f32], deriv: &mut [f32]) {
+    with_avx2!(gelu_with_derivative_body(v, deriv))
 }
 
 #[inline(always)]
@@ -225,12 +227,14 @@ fn gelu_body(v: &mut [f32]) {
 }
 
 #[inline(always)]
-fn gelu_backward_body(pre: &mut [f32], dy: &[f32]) {
-    let n = pre.len().min(dy.len());
-    let (pre, dy) = (&mut pre[..n], &dy[..n]);
+fn gelu_with_derivative_body(v: &mut [f32], deriv: &mut [f32]) {
+    let n = v.len().min(deriv.len());
+    let (v, deriv) = (&mut v[..n], &mut deriv[..n]);
     for i in 0..n {
-        let x = pre[i];
-        pre[i] = dy[i] * (normal_cdf(x) + x * normal_pdf(x));
+        let x = v[i];
+        let cdf = normal_cdf(x);
+        deriv[i] = cdf + x * normal_pdf(x);
+        v[i] = x * cdf;
     }
 }
 
