@@ -58,7 +58,7 @@ impl View {
     }
 
     /// One past the largest index touched, or `offset` for an empty matrix.
-    fn end(&self) -> usize {
+    pub(super) fn end(&self) -> usize {
         if self.rows == 0 || self.cols == 0 {
             self.offset
         } else {

@@ -4,9 +4,10 @@
 //!
 //! Saved for backward: r, z, n (B, T, 3H, written over the input projection) and hw_n (B, T, H).
 
-use super::gemm::{matmul, weight_grad, View, STEP};
+use super::gemm::{weight_grad, View};
 use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, Packed};
 use super::math::{avx2_fn, sigmoid, tanh};
+use super::step_gemm::{matmul_packed, PackedB};
 use super::{Dims, Grads, Saved};
 
 /// Returns the outputs (B, T, H) and, when `save`, what backward needs.
@@ -18,7 +19,7 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], h0: &[f32], save: bool) -> (Vec<f3
     let mut hn = vec![0f32; b * t * h]; // (B, T, H)
     let mut out = vec![0f32; b * t * h]; // (B, T, H)
     let b_hh: Vec<f32> = (0..g3).map(|r| w[p.b_ih(r) + 1]).collect(); // (3H,)
-    let w_t = p.w_hh().t(); // W_hhᵀ (H, 3H)
+    let w_t = PackedB::new(w, p.w_hh().t()); // W_hhᵀ (H, 3H)
     let mut hw = vec![0f32; b * g3]; // (B, 3H)
     for step in 0..t {
         for k in 0..b {
@@ -29,7 +30,7 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], h0: &[f32], save: bool) -> (Vec<f3
         } else {
             (&out[..], View::rows((step - 1) * h, b, h, t * h))
         };
-        matmul(&mut hw, View::dense(0, b, g3), true, src, hv, w, w_t, STEP);
+        matmul_packed(&mut hw, View::dense(0, b, g3), true, src, hv, &w_t);
         for k in 0..b {
             let row = k * t + step;
             let hwk = &hw[k * g3..][..g3];
@@ -88,10 +89,11 @@ pub fn backward(
     let mut dh = vec![0f32; b * h]; // (B, H): into h_t through W_hh at step t + 1, then the total
     let mut direct = vec![0f32; b * h]; // (B, H): into h_t through z_{t+1}·h_t
     let (w_rz, w_n) = (p.w_hh_rows(0, 2 * h), p.w_hh_rows(2 * h, h));
+    let (wp_rz, wp_n) = (PackedB::new(w, w_rz), PackedB::new(w, w_n)); // (2H, H), (H, H)
     let recurrent = |dh: &mut [f32], dxw: &[f32], dhn: &[f32], step: usize| {
         let dv = View::dense(0, b, h);
-        matmul(dh, dv, false, dxw, View::rows(step * g3, b, 2 * h, t * g3), w, w_rz, STEP);
-        matmul(dh, dv, true, dhn, View::rows(step * h, b, h, t * h), w, w_n, STEP);
+        matmul_packed(dh, dv, false, dxw, View::rows(step * g3, b, 2 * h, t * g3), &wp_rz);
+        matmul_packed(dh, dv, true, dhn, View::rows(step * h, b, h, t * h), &wp_n);
     };
     for step in (0..t).rev() {
         if step + 1 < t {

@@ -6,9 +6,10 @@
 //! Backward needs the gate activations and every c_t (saved); tanh(c_t) is recomputed,
 //! bit-identically, rather than stored.
 
-use super::gemm::{matmul, weight_grad, View, STEP};
+use super::gemm::{weight_grad, View};
 use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, Packed};
 use super::math::{avx2_fn, sigmoid_in_place, tanh, tanh_in_place};
+use super::step_gemm::{matmul_packed, PackedB};
 use super::{Dims, Grads, Saved};
 
 /// Returns the result (B·T + B, H) and, when `save`, what backward needs.
@@ -21,14 +22,14 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], state: &[f32], save: bool) -> (Vec
     let mut gates = project_inputs(d, p, x, w, true); // (B, T, 4H)
     let mut cells = vec![0f32; b * t * h]; // (B, T, H)
     let mut out = vec![0f32; b * t * h + b * h]; // (B·T + B, H)
-    let w_t = p.w_hh().t(); // W_hhᵀ (H, 4H)
+    let w_t = PackedB::new(w, p.w_hh().t()); // W_hhᵀ (H, 4H)
     for step in 0..t {
         let (src, hv) = if step == 0 {
             (h0, View::dense(0, b, h))
         } else {
             (&out[..], View::rows((step - 1) * h, b, h, t * h))
         };
-        matmul(&mut gates, View::rows(step * g4, b, g4, t * g4), true, src, hv, w, w_t, STEP);
+        matmul_packed(&mut gates, View::rows(step * g4, b, g4, t * g4), true, src, hv, &w_t);
         for k in 0..b {
             let row = k * t + step;
             let g = &mut gates[row * g4..][..g4];
@@ -69,11 +70,11 @@ pub fn backward(
                                     // (B, H): into c_t from c_{t+1} = f_{t+1} c_t + …; at T − 1 from outside, through c_n.
     let mut dc_next = grad[bth..bth + b * h].to_vec();
     let mut dc = vec![0f32; b * h]; // (B, H): total ∂L/∂c_t of this step
-    let w_v = p.w_hh();
+    let w_v = PackedB::new(w, p.w_hh()); // W_hh (4H, H)
     for step in (0..t).rev() {
         if step + 1 < t {
             let next = View::rows((step + 1) * g4, b, g4, t * g4);
-            matmul(&mut dh, View::dense(0, b, h), false, &dxw, next, w, w_v, STEP);
+            matmul_packed(&mut dh, View::dense(0, b, h), false, &dxw, next, &w_v);
         }
         for k in 0..b {
             let r = k * t + step;
@@ -94,7 +95,7 @@ pub fn backward(
     }
     let mut dstate = vec![0f32; 2 * b * h]; // (2, B, H) = [∂L/∂h0; ∂L/∂c0]
     let first = View::rows(0, b, g4, t * g4);
-    matmul(&mut dstate[..b * h], View::dense(0, b, h), false, &dxw, first, w, w_v, STEP);
+    matmul_packed(&mut dstate[..b * h], View::dense(0, b, h), false, &dxw, first, &w_v);
     dstate[b * h..].copy_from_slice(&dc_next);
     let mut dw = vec![0f32; p.gh * p.ld()]; // packed (4H, I + H + 2)
     weight_grad(&mut dw, p.w_hh(), &dxw, 0, g4, out, 0, h, h0, (b, t));

@@ -4,6 +4,7 @@
 //!
 //! - [`math`]: vectorisable f32 `exp`, `sigmoid`, `tanh`.
 //! - `gemm`: bounds-checked strided products through the `gemm` crate, and the thread choice.
+//! - `step_gemm`: the per-step recurrent product against a weight packed once per sequence.
 //! - `layer`: the packed weight layout and the input-side products every cell shares.
 //! - `rnn`, `lstm`, `gru`: each cell's forward loop and BPTT on f32 slices.
 //! - `op`: the `CustomOp3` glue, shape checks and the state-gradient slots.
@@ -19,6 +20,7 @@ mod lstm;
 pub mod math;
 mod op;
 mod rnn;
+mod step_gemm;
 
 pub use attention::causal_attention;
 pub use layer_norm::layer_norm;

@@ -4,9 +4,10 @@
 //! (tanh' = 1 − h², sigmoid' = h(1 − h), relu' = [h > 0], linear' = 1), and the output is the
 //! op's result, which candle hands back to `bwd`.
 
-use super::gemm::{matmul, weight_grad, View, STEP};
+use super::gemm::{weight_grad, View};
 use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, Packed};
 use super::math::{avx2_fn, sigmoid_in_place, tanh_in_place};
+use super::step_gemm::{matmul_packed, PackedB};
 use super::{Dims, Grads};
 use crate::models::Nonlinearity;
 
@@ -47,14 +48,14 @@ pub fn forward(act: Nonlinearity, d: Dims, x: &[f32], w: &[f32], h0: &[f32]) -> 
     // Pre-activations x W_ihᵀ + b_ih + b_hh, turned into the outputs in place step by step.
     let mut out = project_inputs(d, p, x, w, true); // (B, T, H)
     let mut rec = vec![0f32; b * h]; // (B, H): W_hh h_{t-1}
-    let w_t = p.w_hh().t();
+    let w_t = PackedB::new(w, p.w_hh().t()); // W_hhᵀ (H, H)
     for step in 0..t {
         let (src, hv) = if step == 0 {
             (h0, View::dense(0, b, h))
         } else {
             (&out[..], View::rows((step - 1) * h, b, h, t * h))
         };
-        matmul(&mut rec, View::dense(0, b, h), false, src, hv, w, w_t, STEP);
+        matmul_packed(&mut rec, View::dense(0, b, h), false, src, hv, &w_t);
         for k in 0..b {
             add_activate(act, &mut out[(k * t + step) * h..][..h], &rec[k * h..][..h]);
         }
@@ -79,11 +80,11 @@ pub fn backward(
     let p = Packed::new(d, 1);
     let mut dxw = vec![0f32; b * t * h]; // (B, T, H): ∂L/∂(pre-activation)
     let mut dh = vec![0f32; b * h]; // (B, H): into h_t from step t + 1, then the total
-    let w_v = p.w_hh();
+    let w_v = PackedB::new(w, p.w_hh()); // W_hh (H, H)
     for step in (0..t).rev() {
         if step + 1 < t {
             let next = View::rows((step + 1) * h, b, h, t * h);
-            matmul(&mut dh, View::dense(0, b, h), false, &dxw, next, w, w_v, STEP);
+            matmul_packed(&mut dh, View::dense(0, b, h), false, &dxw, next, &w_v);
         }
         for k in 0..b {
             let r = (k * t + step) * h;
@@ -95,7 +96,7 @@ pub fn backward(
         }
     }
     let mut dh0 = vec![0f32; b * h]; // (B, H)
-    matmul(&mut dh0, View::dense(0, b, h), false, &dxw, View::rows(0, b, h, t * h), w, w_v, STEP);
+    matmul_packed(&mut dh0, View::dense(0, b, h), false, &dxw, View::rows(0, b, h, t * h), &w_v);
     let mut dw = vec![0f32; p.gh * p.ld()]; // packed (H, I + H + 2)
     weight_grad(&mut dw, p.w_hh(), &dxw, 0, h, out, 0, h, h0, (b, t));
     let dx = input_grads(d, p, x, w, &dxw, &mut dw, need_dx);

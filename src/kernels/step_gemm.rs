@@ -1,0 +1,200 @@
+//! The per-step recurrent product `dst (+)= A·B` with B packed once per sequence.
+//!
+//! Every step of a recurrent layer multiplies a thin (B, ·) block of states by the same weight
+//! matrix: h_{t-1}·W_hhᵀ forward, ∂L/∂a_{t+1}·W_hh backward. The `gemm` crate re-packs that
+//! weight (64k values for an LSTM with H = 128) and pays its dispatch and edge-kernel overhead on
+//! every call; perf put the packing, `gemm_basic` and the edge kernels at ~15% of an LSTM training
+//! step (T = 1000, B = 64, H = 128). Here the weight is laid out once per sequence in panels of
+//! [`NR`] columns (row kk of a panel is B[kk, p·NR .. p·NR + NR], the last panel zero-padded), and
+//! an AVX2 + FMA micro-kernel keeps an [`MR`] × [`NR`] block of the result in registers while it
+//! walks k, broadcasting A's elements straight from their strided rows. CPUs without AVX2 + FMA,
+//! and views whose columns are not contiguous, take the `gemm` crate's path.
+
+use super::gemm::{matmul, View, STEP};
+
+/// Columns per panel: two 8-lane registers.
+const NR: usize = 16;
+/// Rows per micro-kernel block: 6 × 2 accumulators, 2 panel loads and a broadcast fit the 16
+/// AVX2 registers.
+const MR: usize = 6;
+
+/// A right-hand operand (k, n), packed for [`matmul_packed`].
+pub struct PackedB {
+    k: usize,
+    n: usize,
+    /// ⌈n / NR⌉ panels of k × NR values.
+    panels: Vec<f32>,
+    /// The operand as given, for the fallback path.
+    plain: Vec<f32>,
+}
+
+impl PackedB {
+    /// Packs the (k, n) matrix `bv` of `b`.
+    pub fn new(b: &[f32], bv: View) -> Self {
+        let (k, n) = (bv.rows, bv.cols);
+        let at = |kk: usize, j: usize| b[bv.offset + kk * bv.rs + j * bv.cs];
+        let n_panels = n.div_ceil(NR);
+        let mut panels = vec![0f32; n_panels * k * NR];
+        for p in 0..n_panels {
+            let cols = NR.min(n - p * NR);
+            for kk in 0..k {
+                let row = &mut panels[(p * k + kk) * NR..][..cols];
+                row.iter_mut().enumerate().for_each(|(j, v)| *v = at(kk, p * NR + j));
+            }
+        }
+        let plain = (0..k).flat_map(|kk| (0..n).map(move |j| (kk, j))).map(|(kk, j)| at(kk, j)).collect();
+        Self { k, n, panels, plain }
+    }
+}
+
+/// `dst ← a·b` (or `dst ← dst + a·b` when `accumulate`) on one thread.
+///
+/// Panics if the shapes disagree or a view reaches past its slice (a bug in the kernels, which
+/// derive every view from validated sizes).
+pub fn matmul_packed(dst: &mut [f32], d: View, accumulate: bool, a: &[f32], av: View, b: &PackedB) {
+    assert!(
+        d.rows == av.rows && d.cols == b.n && av.cols == b.k,
+        "packed matmul shapes: dst {d:?}, a {av:?}, b ({}, {})",
+        b.k,
+        b.n
+    );
+    assert!(d.end() <= dst.len() && av.end() <= a.len(), "packed matmul view out of bounds");
+    #[cfg(target_arch = "x86_64")]
+    if d.cs == 1
+        && av.cs == 1
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        // SAFETY: AVX2 and FMA were just detected; the asserts above bound every element the
+        // kernel touches (see `avx2::matmul`).
+        unsafe { avx2::matmul(dst, d, accumulate, a, av, b) };
+        return;
+    }
+    matmul(dst, d, accumulate, a, av, &b.plain, View::dense(0, b.k, b.n), STEP);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{PackedB, View, MR, NR};
+    use std::arch::x86_64::*;
+
+    /// Safety: the CPU has AVX2 and FMA; `d` and `av` have unit column strides, lie inside
+    /// `dst` and `a`, and agree in shape with `b` (checked by the caller). Every pointer below
+    /// is then in bounds: rows i < d.rows, columns j < d.cols of dst (the last panel's padding
+    /// columns are never stored), elements kk < k of A's rows, and whole panels of `b.panels`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn matmul(dst: &mut [f32], d: View, accumulate: bool, a: &[f32], av: View, b: &PackedB) {
+        let (m, n, k) = (d.rows, d.cols, b.k);
+        for p in 0..n.div_ceil(NR) {
+            let panel = b.panels.as_ptr().add(p * k * NR);
+            let cols = NR.min(n - p * NR);
+            let mut i = 0;
+            while i < m {
+                let rows = MR.min(m - i);
+                let a_rows = a.as_ptr().add(av.offset + i * av.rs);
+                let d_rows = dst.as_mut_ptr().add(d.offset + i * d.rs + p * NR);
+                match rows {
+                    6 => block::<6>(a_rows, av.rs, panel, k, d_rows, d.rs, cols, accumulate),
+                    5 => block::<5>(a_rows, av.rs, panel, k, d_rows, d.rs, cols, accumulate),
+                    4 => block::<4>(a_rows, av.rs, panel, k, d_rows, d.rs, cols, accumulate),
+                    3 => block::<3>(a_rows, av.rs, panel, k, d_rows, d.rs, cols, accumulate),
+                    2 => block::<2>(a_rows, av.rs, panel, k, d_rows, d.rs, cols, accumulate),
+                    _ => block::<1>(a_rows, av.rs, panel, k, d_rows, d.rs, cols, accumulate),
+                }
+                i += rows;
+            }
+        }
+    }
+
+    /// R rows × one panel: R × 16 results in 2R registers over the whole k.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block<const R: usize>(
+        a: *const f32,
+        lda: usize,
+        panel: *const f32,
+        k: usize,
+        d: *mut f32,
+        ldd: usize,
+        cols: usize,
+        accumulate: bool,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for kk in 0..k {
+            let b0 = _mm256_loadu_ps(panel.add(kk * NR));
+            let b1 = _mm256_loadu_ps(panel.add(kk * NR + 8));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = _mm256_broadcast_ss(&*a.add(r * lda + kk));
+                acc[0] = _mm256_fmadd_ps(x, b0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(x, b1, acc[1]);
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            let row = d.add(r * ldd);
+            if cols == NR {
+                let (mut v0, mut v1) = (acc[0], acc[1]);
+                if accumulate {
+                    v0 = _mm256_add_ps(_mm256_loadu_ps(row), v0);
+                    v1 = _mm256_add_ps(_mm256_loadu_ps(row.add(8)), v1);
+                }
+                _mm256_storeu_ps(row, v0);
+                _mm256_storeu_ps(row.add(8), v1);
+            } else {
+                let mut tmp = [0f32; NR];
+                _mm256_storeu_ps(tmp.as_mut_ptr(), acc[0]);
+                _mm256_storeu_ps(tmp.as_mut_ptr().add(8), acc[1]);
+                for (j, &v) in tmp.iter().enumerate().take(cols) {
+                    let out = row.add(j);
+                    *out = if accumulate { *out + v } else { v };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|k| ((k as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    /// Every row-block and panel remainder, strided rows, a transposed operand, both modes.
+    #[test]
+    fn matches_the_gemm_path_for_every_remainder() {
+        for (m, k, n) in [(1, 1, 1), (6, 16, 16), (7, 5, 17), (13, 33, 40), (32, 128, 512), (5, 64, 3)] {
+            let (lda, ldd) = (k + 3, n + 5);
+            let a = data(m * lda + 2, 1);
+            let w = data(n * k, 2); // (n, k): used as its transpose, like W_hhᵀ
+            let av = View::rows(2, m, k, lda);
+            let bv = View::dense(0, n, k).t();
+            let packed = PackedB::new(&w, bv);
+            for accumulate in [false, true] {
+                let init = data(m * ldd, 3);
+                let (mut want, mut got) = (init.clone(), init.clone());
+                let dv = View::rows(0, m, n, ldd);
+                matmul(&mut want, dv, accumulate, &a, av, &w, bv, STEP);
+                matmul_packed(&mut got, dv, accumulate, &a, av, &packed);
+                for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "({m},{k},{n}) {accumulate} at {idx}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn a_view_past_its_slice_is_refused() {
+        let w = data(16, 1);
+        let packed = PackedB::new(&w, View::dense(0, 4, 4));
+        let a = vec![0f32; 10];
+        let mut dst = vec![0f32; 8];
+        matmul_packed(&mut dst, View::dense(0, 2, 4), false, &a, View::dense(4, 2, 4), &packed);
+    }
+}
