@@ -147,6 +147,21 @@ fn fused_matches_autograd_for_every_cell_stacked_with_dropout() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Sizes past the kernels' special cases: an input wider than 16 takes the GEMM input
+/// projection (narrower ones a plain loop), and a hidden size of 24 gives the per-step product
+/// one full 16-column panel and one padded one.
+#[test]
+fn fused_matches_autograd_for_wide_inputs_and_panel_remainders() {
+    let mut failures = Vec::new();
+    for cell in cells() {
+        let cfg = RecurrentConfig::new(cell, 20, 24).with_layers(2);
+        for record in [false, true] {
+            failures.extend(compare(&cfg, record, false));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// A large batch runs as shards on separate threads (one per thread of rayon's pool, ≥ 8
 /// sequences each): 27 sequences in a 3-thread pool make three shards whose outputs, state
 /// gradients and taps are stitched and whose weight gradients are summed.

@@ -8,6 +8,7 @@
 //! fresh 131 MB buffers; folding the projection in took the step from ~1.5 s to ~1.0 s.
 
 use super::gemm::{matmul, View, WEIGHT};
+use super::math::avx2_fn;
 use super::Dims;
 
 /// Column layout of the packed weight [W_ih | W_hh | b_ih | b_hh], shape (G·H, I + H + 2).
@@ -50,17 +51,58 @@ impl Packed {
     }
 }
 
+/// Inputs this narrow or narrower (the adding problem's 2 features, the copy task's one-hot 10)
+/// skip the GEMM: a product with k ≤ 16 is all edge work for the `gemm` crate (perf put its
+/// `gemm_basic` at ~6% of an LSTM step for I = 2), while a loop over rows, vectorised along the
+/// G·H gates, streams the output once.
+const NARROW_INPUT: usize = 16;
+
+fn is_narrow(p: Packed) -> bool {
+    (1..=NARROW_INPUT).contains(&p.i) && p.gh > 0
+}
+
 /// x W_ihᵀ + b_ih (+ b_hh when `with_b_hh`) for every (b, t): (B·T, G·H), one GEMM.
 pub fn project_inputs(d: Dims, p: Packed, x: &[f32], w: &[f32], with_b_hh: bool) -> Vec<f32> {
     let rows = d.b * d.t;
     let bias: Vec<f32> =
         (0..p.gh).map(|r| w[p.b_ih(r)] + if with_b_hh { w[p.b_ih(r) + 1] } else { 0.0 }).collect();
     let mut out = Vec::with_capacity(rows * p.gh); // (B·T, G·H)
+    if is_narrow(p) {
+        let w_t: Vec<f32> = (0..p.i).flat_map(|i| (0..p.gh).map(move |r| w[r * p.ld() + i])).collect(); // (I, G·H)
+        out.resize(rows * p.gh, 0.0);
+        narrow_projection(&mut out, &x[..rows * p.i], &w_t, &bias, p.i);
+        return out;
+    }
     for _ in 0..rows {
         out.extend_from_slice(&bias);
     }
     matmul(&mut out, View::dense(0, rows, p.gh), true, x, View::dense(0, rows, p.i), w, p.w_ih().t(), WEIGHT);
     out
+}
+
+avx2_fn! {
+    /// `out[r] = bias + Σ_i x[r, i]·w_t[i]` for every row r (rows of G·H = bias.len(), i inputs).
+    fn narrow_projection(out: &mut [f32], x: &[f32], w_t: &[f32], bias: &[f32], i: usize) {
+        let gh = bias.len();
+        for (row, xr) in out.chunks_exact_mut(gh).zip(x.chunks_exact(i)) {
+            row.copy_from_slice(bias);
+            for (&xv, wr) in xr.iter().zip(w_t.chunks_exact(gh)) {
+                row.iter_mut().zip(wr).for_each(|(o, w)| *o += xv * w);
+            }
+        }
+    }
+}
+
+avx2_fn! {
+    /// `acc[i'] += Σ_r x[r, i']·dxw[r]` for acc (i, G·H) and rows of G·H: ∂L/∂W_ihᵀ, narrow inputs.
+    fn narrow_weight_grad(acc: &mut [f32], dxw: &[f32], x: &[f32], i: usize) {
+        let gh = acc.len() / i;
+        for (dr, xr) in dxw.chunks_exact(gh).zip(x.chunks_exact(i)) {
+            for (&xv, ar) in xr.iter().zip(acc.chunks_exact_mut(gh)) {
+                ar.iter_mut().zip(dr).for_each(|(a, d)| *a += xv * d);
+            }
+        }
+    }
 }
 
 /// Fills the W_ih block of the packed gradient `dw` with dxwᵀ x, and returns ∂L/∂x (B·T, I) when
@@ -76,7 +118,15 @@ pub fn input_grads(
 ) -> Option<Vec<f32>> {
     let rows = d.b * d.t;
     let dxw_v = View::dense(0, rows, p.gh); // (B·T, G·H)
-    matmul(dw, p.w_ih(), false, dxw, dxw_v.t(), x, View::dense(0, rows, p.i), WEIGHT);
+    if is_narrow(p) {
+        let mut acc = vec![0f32; p.i * p.gh]; // (I, G·H)
+        narrow_weight_grad(&mut acc, &dxw[..rows * p.gh], &x[..rows * p.i], p.i);
+        for (i, ar) in acc.chunks_exact(p.gh).enumerate() {
+            ar.iter().enumerate().for_each(|(r, &v)| dw[r * p.ld() + i] = v);
+        }
+    } else {
+        matmul(dw, p.w_ih(), false, dxw, dxw_v.t(), x, View::dense(0, rows, p.i), WEIGHT);
+    }
     need_dx.then(|| {
         let mut dx = vec![0f32; rows * p.i]; // (B·T, I)
         matmul(&mut dx, View::dense(0, rows, p.i), false, dxw, dxw_v, w, p.w_ih(), WEIGHT);
