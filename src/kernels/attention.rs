@@ -94,7 +94,7 @@ fn forward(d: Dims, qkv: &[f32], y: &mut [f32], probs: &mut [f32]) {
 /// Row i of the scores: softmax(scale·s_ij) over j ≤ i, zero after.
 fn softmax_causal_row(row: &mut [f32], i: usize, scale: f32) {
     let (seen, future) = row.split_at_mut(i + 1);
-    math::with_avx2!(softmax_in_place(seen, scale));
+    math::with_simd!(softmax_in_place(seen, scale));
     future.fill(0.0);
 }
 
@@ -111,7 +111,7 @@ fn softmax_in_place(v: &mut [f32], scale: f32) {
 /// Row i of dS from dP (in place) and P: P ⊙ (dP − Σ_j P·dP)·scale over j ≤ i, zero after.
 fn softmax_causal_row_grad(ds: &mut [f32], p: &[f32], i: usize, scale: f32) {
     let (seen, future) = ds.split_at_mut(i + 1);
-    math::with_avx2!(softmax_grad_in_place(seen, &p[..i + 1], scale));
+    math::with_simd!(softmax_grad_in_place(seen, &p[..i + 1], scale));
     future.fill(0.0);
 }
 

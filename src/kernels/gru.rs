@@ -6,7 +6,7 @@
 
 use super::gemm::{weight_grad, View};
 use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, Packed};
-use super::math::{avx2_fn, sigmoid, tanh};
+use super::math::{sigmoid, simd_fn, tanh};
 use super::step_gemm::{matmul_packed, PackedB};
 use super::{Dims, Grads, Saved};
 
@@ -44,7 +44,7 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], h0: &[f32], save: bool) -> (Vec<f3
     (out, if save { Saved::Gru { gates, hn } } else { Saved::Nothing })
 }
 
-avx2_fn! {
+simd_fn! {
     /// One batch row of one step: the gates r, z, n in place of xw (3H), hw_n and h_t; `hw` is
     /// the row's W_hh h_{t-1} + b_hh (3H).
     fn forward_row(xw: &mut [f32], hn_out: &mut [f32], h_out: &mut [f32], hw: &[f32], h_prev: &[f32]) {
@@ -130,7 +130,7 @@ pub fn backward(
     Grads { dx, dw, dstate: dh0 }
 }
 
-avx2_fn! {
+simd_fn! {
     /// One batch row of one step of BPTT. `dh` holds the recurrent gradient into h_t and leaves
     /// with the total; `direct` carries z_{t+1}·∂L/∂h_{t+1} in and z_t·∂L/∂h_t out; `dxw` (3H)
     /// receives ∂L/∂xw and `dhn` ∂L/∂hw_n; `s` (3H) holds the saved r, z, n and `shn` hw_n.

@@ -8,7 +8,7 @@
 //! fresh 131 MB buffers; folding the projection in took the step from ~1.5 s to ~1.0 s.
 
 use super::gemm::{matmul, View, WEIGHT};
-use super::math::avx2_fn;
+use super::math::simd_fn;
 use super::Dims;
 
 /// Column layout of the packed weight [W_ih | W_hh | b_ih | b_hh], shape (G·H, I + H + 2).
@@ -80,7 +80,7 @@ pub fn project_inputs(d: Dims, p: Packed, x: &[f32], w: &[f32], with_b_hh: bool)
     out
 }
 
-avx2_fn! {
+simd_fn! {
     /// `out[r] = bias + Σ_i x[r, i]·w_t[i]` for every row r (rows of G·H = bias.len(), i inputs).
     fn narrow_projection(out: &mut [f32], x: &[f32], w_t: &[f32], bias: &[f32], i: usize) {
         let gh = bias.len();
@@ -93,7 +93,7 @@ avx2_fn! {
     }
 }
 
-avx2_fn! {
+simd_fn! {
     /// `acc[i'] += Σ_r x[r, i']·dxw[r]` for acc (i, G·H) and rows of G·H: ∂L/∂W_ihᵀ, narrow inputs.
     fn narrow_weight_grad(acc: &mut [f32], dxw: &[f32], x: &[f32], i: usize) {
         let gh = acc.len() / i;

@@ -8,7 +8,7 @@
 
 use super::gemm::{weight_grad, View};
 use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, Packed};
-use super::math::{avx2_fn, sigmoid_in_place, tanh, tanh_in_place};
+use super::math::{sigmoid_in_place, simd_fn, tanh, tanh_in_place};
 use super::step_gemm::{matmul_packed, PackedB};
 use super::{Dims, Grads, Saved};
 
@@ -105,7 +105,7 @@ pub fn backward(
     Grads { dx, dw, dstate }
 }
 
-avx2_fn! {
+simd_fn! {
     /// One batch row of one step: the gate pre-activations `g` (4H) activated in place, then c_t
     /// and h_t.
     fn forward_row(g: &mut [f32], c_prev: &[f32], c_out: &mut [f32], h_out: &mut [f32]) {
@@ -123,7 +123,7 @@ avx2_fn! {
     }
 }
 
-avx2_fn! {
+simd_fn! {
     /// One batch row of one step of BPTT. `dh` holds the recurrent gradient into h_t and leaves
     /// with the total; `dc` receives the total ∂L/∂c_t; `dc_next` carries the gradient into c_t in
     /// and into c_{t-1} out. `dg` is the row's ∂L/∂a_t (4H) and `g` its activated gates (4H).

@@ -6,12 +6,12 @@
 
 use super::gemm::{weight_grad, View};
 use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, Packed};
-use super::math::{avx2_fn, sigmoid_in_place, tanh_in_place};
+use super::math::{sigmoid_in_place, simd_fn, tanh_in_place};
 use super::step_gemm::{matmul_packed, PackedB};
 use super::{Dims, Grads};
 use crate::models::Nonlinearity;
 
-avx2_fn! {
+simd_fn! {
     /// `out ← act(out + rec)`: one batch row of one step.
     fn add_activate(act: Nonlinearity, out: &mut [f32], rec: &[f32]) {
         let rec = &rec[..out.len()];
@@ -25,7 +25,7 @@ avx2_fn! {
     }
 }
 
-avx2_fn! {
+simd_fn! {
     /// One batch row of one step of BPTT: `dh ← dh + g` (the total ∂L/∂h_t), then
     /// `da ← dh · act'` given the activation's output `y`. relu' is [y > 0], PyTorch's choice at 0.
     fn row_backward(act: Nonlinearity, dh: &mut [f32], da: &mut [f32], g: &[f32], y: &[f32]) {
