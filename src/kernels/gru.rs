@@ -21,24 +21,23 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], h0: &[f32], save: bool) -> (Vec<f3
     let b_hh: Vec<f32> = (0..g3).map(|r| w[p.b_ih(r) + 1]).collect(); // (3H,)
     let w_t = PackedB::new(w, p.w_hh().t()); // W_hhᵀ (H, 3H)
     let mut hw = vec![0f32; b * g3]; // (B, 3H)
+                                     // h_{t-1} as a contiguous copy: one step's rows of (B, T, H) are T·H apart, a stride that maps
+                                     // them all to the same cache sets.
+    let mut h_prev = h0.to_vec(); // (B, H)
     for step in 0..t {
         for k in 0..b {
             hw[k * g3..][..g3].copy_from_slice(&b_hh);
         }
-        let (src, hv) = if step == 0 {
-            (h0, View::dense(0, b, h))
-        } else {
-            (&out[..], View::rows((step - 1) * h, b, h, t * h))
-        };
-        matmul_packed(&mut hw, View::dense(0, b, g3), true, src, hv, &w_t);
+        matmul_packed(&mut hw, View::dense(0, b, g3), true, &h_prev, View::dense(0, b, h), &w_t);
         for k in 0..b {
             let row = k * t + step;
             let hwk = &hw[k * g3..][..g3];
             let xw = &mut gates[row * g3..][..g3];
             let hn_out = &mut hn[row * h..][..h];
-            let (before, cur) = out.split_at_mut(row * h);
-            let h_prev = if step == 0 { &h0[k * h..][..h] } else { &before[(row - 1) * h..][..h] };
-            forward_row(xw, hn_out, &mut cur[..h], hwk, h_prev);
+            let h_out = &mut out[row * h..][..h];
+            let prev = &mut h_prev[k * h..][..h];
+            forward_row(xw, hn_out, h_out, hwk, prev);
+            prev.copy_from_slice(h_out);
         }
     }
     (out, if save { Saved::Gru { gates, hn } } else { Saved::Nothing })
@@ -90,14 +89,16 @@ pub fn backward(
     let mut direct = vec![0f32; b * h]; // (B, H): into h_t through z_{t+1}·h_t
     let (w_rz, w_n) = (p.w_hh_rows(0, 2 * h), p.w_hh_rows(2 * h, h));
     let (wp_rz, wp_n) = (PackedB::new(w, w_rz), PackedB::new(w, w_n)); // (2H, H), (H, H)
-    let recurrent = |dh: &mut [f32], dxw: &[f32], dhn: &[f32], step: usize| {
+                                                                       // The last step's ∂L/∂hw_rz and ∂L/∂hw_n as contiguous copies (see `forward`).
+    let (mut drz_next, mut dhn_next) = (vec![0f32; b * 2 * h], vec![0f32; b * h]); // (B, 2H), (B, H)
+    let recurrent = |dh: &mut [f32], drz: &[f32], dhn: &[f32]| {
         let dv = View::dense(0, b, h);
-        matmul_packed(dh, dv, false, dxw, View::rows(step * g3, b, 2 * h, t * g3), &wp_rz);
-        matmul_packed(dh, dv, true, dhn, View::rows(step * h, b, h, t * h), &wp_n);
+        matmul_packed(dh, dv, false, drz, View::dense(0, b, 2 * h), &wp_rz);
+        matmul_packed(dh, dv, true, dhn, dv, &wp_n);
     };
     for step in (0..t).rev() {
         if step + 1 < t {
-            recurrent(&mut dh, &dxw, &dhn, step + 1);
+            recurrent(&mut dh, &drz_next, &dhn_next);
         }
         for k in 0..b {
             let row = k * t + step;
@@ -110,13 +111,15 @@ pub fn backward(
             let dh_row = &mut dh[k * h..][..h];
             let direct_row = &mut direct[k * h..][..h];
             backward_row(dh_row, direct_row, dxw_row, dhn_out, g, h_prev, s, shn);
+            drz_next[k * 2 * h..][..2 * h].copy_from_slice(&dxw_row[..2 * h]);
+            dhn_next[k * h..][..h].copy_from_slice(dhn_out);
             if let Some(tap) = tap_h.as_deref_mut() {
                 tap[row * h..][..h].copy_from_slice(dh_row);
             }
         }
     }
     let mut dh0 = vec![0f32; b * h]; // (B, H)
-    recurrent(&mut dh0, &dxw, &dhn, 0);
+    recurrent(&mut dh0, &drz_next, &dhn_next);
     dh0.iter_mut().zip(&direct).for_each(|(d, z)| *d += z);
 
     let mut dw = vec![0f32; p.gh * p.ld()]; // packed (3H, I + H + 2)

@@ -23,19 +23,20 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], state: &[f32], save: bool) -> (Vec
     let mut cells = vec![0f32; b * t * h]; // (B, T, H)
     let mut out = vec![0f32; b * t * h + b * h]; // (B·T + B, H)
     let w_t = PackedB::new(w, p.w_hh().t()); // W_hhᵀ (H, 4H)
+                                             // The step's product runs on contiguous copies: in (B, T, ·) buffers one step's rows are
+                                             // T·row apart, a stride that maps them all to the same cache sets.
+    let mut h_prev = h0.to_vec(); // (B, H): h_{t-1}
+    let mut rec = vec![0f32; b * g4]; // (B, 4H): W_hh h_{t-1}
     for step in 0..t {
-        let (src, hv) = if step == 0 {
-            (h0, View::dense(0, b, h))
-        } else {
-            (&out[..], View::rows((step - 1) * h, b, h, t * h))
-        };
-        matmul_packed(&mut gates, View::rows(step * g4, b, g4, t * g4), true, src, hv, &w_t);
+        matmul_packed(&mut rec, View::dense(0, b, g4), false, &h_prev, View::dense(0, b, h), &w_t);
         for k in 0..b {
             let row = k * t + step;
             let g = &mut gates[row * g4..][..g4];
             let (c_before, c_cur) = cells.split_at_mut(row * h);
             let c_prev = if step == 0 { &c0[k * h..][..h] } else { &c_before[(row - 1) * h..][..h] };
-            forward_row(g, c_prev, &mut c_cur[..h], &mut out[row * h..][..h]);
+            let h_out = &mut out[row * h..][..h];
+            forward_row(g, &rec[k * g4..][..g4], c_prev, &mut c_cur[..h], h_out);
+            h_prev[k * h..][..h].copy_from_slice(h_out);
         }
     }
     let bth = b * t * h;
@@ -71,10 +72,10 @@ pub fn backward(
     let mut dc_next = grad[bth..bth + b * h].to_vec();
     let mut dc = vec![0f32; b * h]; // (B, H): total ∂L/∂c_t of this step
     let w_v = PackedB::new(w, p.w_hh()); // W_hh (4H, H)
+    let mut dg_next = vec![0f32; b * g4]; // (B, 4H): ∂L/∂a_{t+1}, contiguous (see `forward`)
     for step in (0..t).rev() {
         if step + 1 < t {
-            let next = View::rows((step + 1) * g4, b, g4, t * g4);
-            matmul_packed(&mut dh, View::dense(0, b, h), false, &dxw, next, &w_v);
+            matmul_packed(&mut dh, View::dense(0, b, h), false, &dg_next, View::dense(0, b, g4), &w_v);
         }
         for k in 0..b {
             let r = k * t + step;
@@ -87,6 +88,7 @@ pub fn backward(
             let dc_row = &mut dc[k * h..][..h];
             let dcn_row = &mut dc_next[k * h..][..h];
             backward_row(dh_row, dc_row, dcn_row, dg, g_h, c_t, c_prev, g);
+            dg_next[k * g4..][..g4].copy_from_slice(dg);
             if let Some((tap_h, tap_c)) = taps.as_mut() {
                 tap_h[r * h..][..h].copy_from_slice(dh_row);
                 tap_c[r * h..][..h].copy_from_slice(dc_row);
@@ -94,8 +96,7 @@ pub fn backward(
         }
     }
     let mut dstate = vec![0f32; 2 * b * h]; // (2, B, H) = [∂L/∂h0; ∂L/∂c0]
-    let first = View::rows(0, b, g4, t * g4);
-    matmul_packed(&mut dstate[..b * h], View::dense(0, b, h), false, &dxw, first, &w_v);
+    matmul_packed(&mut dstate[..b * h], View::dense(0, b, h), false, &dg_next, View::dense(0, b, g4), &w_v);
     dstate[b * h..].copy_from_slice(&dc_next);
     let mut dw = vec![0f32; p.gh * p.ld()]; // packed (4H, I + H + 2)
     weight_grad(&mut dw, p.w_hh(), &dxw, 0, g4, out, 0, h, h0, (b, t));
@@ -106,11 +107,12 @@ pub fn backward(
 }
 
 simd_fn! {
-    /// One batch row of one step: the gate pre-activations `g` (4H) activated in place, then c_t
-    /// and h_t.
-    fn forward_row(g: &mut [f32], c_prev: &[f32], c_out: &mut [f32], h_out: &mut [f32]) {
+    /// One batch row of one step: the gate pre-activations `g` (4H, the input side) plus `rec`
+    /// (4H, W_hh h_{t-1}) activated in place, then c_t and h_t.
+    fn forward_row(g: &mut [f32], rec: &[f32], c_prev: &[f32], c_out: &mut [f32], h_out: &mut [f32]) {
         let h = h_out.len();
-        let (g, c_prev, c_out) = (&mut g[..4 * h], &c_prev[..h], &mut c_out[..h]);
+        let (g, rec, c_prev, c_out) = (&mut g[..4 * h], &rec[..4 * h], &c_prev[..h], &mut c_out[..h]);
+        g.iter_mut().zip(rec).for_each(|(g, r)| *g += r);
         sigmoid_in_place(&mut g[..2 * h]);
         tanh_in_place(&mut g[2 * h..3 * h]);
         sigmoid_in_place(&mut g[3 * h..]);

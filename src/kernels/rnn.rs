@@ -49,15 +49,15 @@ pub fn forward(act: Nonlinearity, d: Dims, x: &[f32], w: &[f32], h0: &[f32]) -> 
     let mut out = project_inputs(d, p, x, w, true); // (B, T, H)
     let mut rec = vec![0f32; b * h]; // (B, H): W_hh h_{t-1}
     let w_t = PackedB::new(w, p.w_hh().t()); // W_hhᵀ (H, H)
+                                             // h_{t-1} as a contiguous copy: one step's rows of (B, T, H) are T·H apart, a stride that maps
+                                             // them all to the same cache sets.
+    let mut h_prev = h0.to_vec(); // (B, H)
     for step in 0..t {
-        let (src, hv) = if step == 0 {
-            (h0, View::dense(0, b, h))
-        } else {
-            (&out[..], View::rows((step - 1) * h, b, h, t * h))
-        };
-        matmul_packed(&mut rec, View::dense(0, b, h), false, src, hv, &w_t);
+        matmul_packed(&mut rec, View::dense(0, b, h), false, &h_prev, View::dense(0, b, h), &w_t);
         for k in 0..b {
-            add_activate(act, &mut out[(k * t + step) * h..][..h], &rec[k * h..][..h]);
+            let row = &mut out[(k * t + step) * h..][..h];
+            add_activate(act, row, &rec[k * h..][..h]);
+            h_prev[k * h..][..h].copy_from_slice(row);
         }
     }
     out
@@ -81,22 +81,23 @@ pub fn backward(
     let mut dxw = vec![0f32; b * t * h]; // (B, T, H): ∂L/∂(pre-activation)
     let mut dh = vec![0f32; b * h]; // (B, H): into h_t from step t + 1, then the total
     let w_v = PackedB::new(w, p.w_hh()); // W_hh (H, H)
+    let mut da_next = vec![0f32; b * h]; // (B, H): ∂L/∂a_{t+1}, contiguous
     for step in (0..t).rev() {
         if step + 1 < t {
-            let next = View::rows((step + 1) * h, b, h, t * h);
-            matmul_packed(&mut dh, View::dense(0, b, h), false, &dxw, next, &w_v);
+            matmul_packed(&mut dh, View::dense(0, b, h), false, &da_next, View::dense(0, b, h), &w_v);
         }
         for k in 0..b {
             let r = (k * t + step) * h;
             let dh_row = &mut dh[k * h..][..h];
             row_backward(act, dh_row, &mut dxw[r..r + h], &grad[r..r + h], &out[r..r + h]);
+            da_next[k * h..][..h].copy_from_slice(&dxw[r..r + h]);
             if let Some(tap) = tap_h.as_deref_mut() {
                 tap[r..r + h].copy_from_slice(dh_row);
             }
         }
     }
     let mut dh0 = vec![0f32; b * h]; // (B, H)
-    matmul_packed(&mut dh0, View::dense(0, b, h), false, &dxw, View::rows(0, b, h, t * h), &w_v);
+    matmul_packed(&mut dh0, View::dense(0, b, h), false, &da_next, View::dense(0, b, h), &w_v);
     let mut dw = vec![0f32; p.gh * p.ld()]; // packed (H, I + H + 2)
     weight_grad(&mut dw, p.w_hh(), &dxw, 0, h, out, 0, h, h0, (b, t));
     let dx = input_grads(d, p, x, w, &dxw, &mut dw, need_dx);
