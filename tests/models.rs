@@ -176,8 +176,11 @@ fn tempdir() -> std::path::PathBuf {
 #[test]
 fn gpt_fused_ops_match_the_per_op_graph() {
     use gradscope::models::{cross_entropy, Gpt};
-    for (dropout, context, t) in [(0.0, 16, 13), (0.2, 16, 13), (0.0, 150, 141)] {
-        let mut cfg = GptConfig::new(11, context, 2, 3, 24);
+    // (dropout, context, T, heads, width): head size 8, then 32 (whole 16-column panels).
+    for (dropout, context, t, heads, width) in
+        [(0.0, 16, 13, 3, 24), (0.2, 16, 13, 3, 24), (0.0, 150, 141, 3, 24), (0.0, 80, 77, 2, 64)]
+    {
+        let mut cfg = GptConfig::new(11, context, 2, heads, width);
         cfg.dropout = dropout;
         let varmap = VarMap::new();
         let model: Gpt = cfg.init(&varmap, "", 3, &Device::Cpu).unwrap();

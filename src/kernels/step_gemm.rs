@@ -8,7 +8,7 @@
 //! [`NR`] columns (row kk of a panel is B[kk, p·NR .. p·NR + NR], the last panel zero-padded), and
 //! an AVX2 + FMA micro-kernel keeps an [`MR`] × [`NR`] block of the result in registers while it
 //! walks k, broadcasting A's elements straight from their strided rows. CPUs without AVX2 + FMA,
-//! and views whose columns are not contiguous, take the `gemm` crate's path.
+//! take the `gemm` crate's path.
 
 use super::gemm::{matmul, View, STEP};
 
@@ -22,17 +22,33 @@ const MR: usize = 6;
 pub struct PackedB {
     k: usize,
     n: usize,
-    /// ⌈n / NR⌉ panels of k × NR values.
+    /// ⌈n / NR⌉ panels of k × NR values (AVX2 + FMA CPUs).
     panels: Vec<f32>,
-    /// The operand as given, for the fallback path.
+    /// The operand as a dense (k, n) copy, for the `gemm` path (other CPUs).
     plain: Vec<f32>,
+}
+
+fn packed_kernel_runs() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::math::has_avx2()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 impl PackedB {
     /// Packs the (k, n) matrix `bv` of `b`.
     pub fn new(b: &[f32], bv: View) -> Self {
         let (k, n) = (bv.rows, bv.cols);
+        assert!(bv.end() <= b.len(), "packed operand view out of bounds");
         let at = |kk: usize, j: usize| b[bv.offset + kk * bv.rs + j * bv.cs];
+        if !packed_kernel_runs() {
+            let plain = (0..k).flat_map(|kk| (0..n).map(move |j| (kk, j))).map(|(kk, j)| at(kk, j)).collect();
+            return Self { k, n, panels: Vec::new(), plain };
+        }
         let n_panels = n.div_ceil(NR);
         let mut panels = vec![0f32; n_panels * k * NR];
         for p in 0..n_panels {
@@ -42,35 +58,46 @@ impl PackedB {
                 row.iter_mut().enumerate().for_each(|(j, v)| *v = at(kk, p * NR + j));
             }
         }
-        let plain = (0..k).flat_map(|kk| (0..n).map(move |j| (kk, j))).map(|(kk, j)| at(kk, j)).collect();
-        Self { k, n, panels, plain }
+        Self { k, n, panels, plain: Vec::new() }
     }
 }
 
-/// `dst ← a·b` (or `dst ← dst + a·b` when `accumulate`) on one thread.
+/// `dst ← a·b'` (or `dst ← dst + a·b'` when `accumulate`) on one thread, where b' is the
+/// leading (a.cols, dst.cols) block of `b`: the causal attention products use a prefix of the
+/// keys. `a` may have any strides (a transposed view is read in place); `dst` needs unit column
+/// stride for the vector path.
 ///
 /// Panics if the shapes disagree or a view reaches past its slice (a bug in the kernels, which
 /// derive every view from validated sizes).
 pub fn matmul_packed(dst: &mut [f32], d: View, accumulate: bool, a: &[f32], av: View, b: &PackedB) {
     assert!(
-        d.rows == av.rows && d.cols == b.n && av.cols == b.k,
+        d.rows == av.rows && d.cols <= b.n && av.cols <= b.k,
         "packed matmul shapes: dst {d:?}, a {av:?}, b ({}, {})",
         b.k,
         b.n
     );
     assert!(d.end() <= dst.len() && av.end() <= a.len(), "packed matmul view out of bounds");
     #[cfg(target_arch = "x86_64")]
-    if d.cs == 1
-        && av.cs == 1
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
-        // SAFETY: AVX2 and FMA were just detected; the asserts above bound every element the
-        // kernel touches (see `avx2::matmul`).
+    if d.cs == 1 && !b.panels.is_empty() {
+        // SAFETY: panels exist only when AVX2 and FMA were detected; the asserts above bound
+        // every element the kernel touches (see `avx2::matmul`).
         unsafe { avx2::matmul(dst, d, accumulate, a, av, b) };
         return;
     }
-    matmul(dst, d, accumulate, a, av, &b.plain, View::dense(0, b.k, b.n), STEP);
+    let plain = if b.plain.is_empty() { unpack(b) } else { std::borrow::Cow::Borrowed(&b.plain[..]) };
+    matmul(dst, d, accumulate, a, av, &plain, View::rows(0, av.cols, d.cols, b.n), STEP);
+}
+
+/// The dense (k, n) operand back from its panels (a strided `dst` on an AVX2 CPU: unused by the
+/// kernels, kept so every call is answered).
+fn unpack(b: &PackedB) -> std::borrow::Cow<'_, [f32]> {
+    let mut plain = vec![0f32; b.k * b.n];
+    for kk in 0..b.k {
+        for j in 0..b.n {
+            plain[kk * b.n + j] = b.panels[((j / NR) * b.k + kk) * NR + j % NR];
+        }
+    }
+    plain.into()
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -78,28 +105,30 @@ mod avx2 {
     use super::{PackedB, View, MR, NR};
     use std::arch::x86_64::*;
 
-    /// Safety: the CPU has AVX2 and FMA; `d` and `av` have unit column strides, lie inside
-    /// `dst` and `a`, and agree in shape with `b` (checked by the caller). Every pointer below
-    /// is then in bounds: rows i < d.rows, columns j < d.cols of dst (the last panel's padding
-    /// columns are never stored), elements kk < k of A's rows, and whole panels of `b.panels`.
+    /// Safety: the CPU has AVX2 and FMA; `d` has unit column stride; `d` and `av` lie inside
+    /// `dst` and `a` and agree in shape with a leading block of `b` (checked by the caller).
+    /// Every pointer below is then in bounds: rows i < d.rows, columns j < d.cols of dst (a
+    /// partial panel's other columns are never stored), elements (i, kk < av.cols) of A, and
+    /// whole panels of `b.panels`.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn matmul(dst: &mut [f32], d: View, accumulate: bool, a: &[f32], av: View, b: &PackedB) {
-        let (m, n, k) = (d.rows, d.cols, b.k);
+        let (m, n, k) = (d.rows, d.cols, av.cols);
         for p in 0..n.div_ceil(NR) {
-            let panel = b.panels.as_ptr().add(p * k * NR);
+            let panel = b.panels.as_ptr().add(p * b.k * NR);
             let cols = NR.min(n - p * NR);
             let mut i = 0;
             while i < m {
                 let rows = MR.min(m - i);
                 let a_rows = a.as_ptr().add(av.offset + i * av.rs);
                 let d_rows = dst.as_mut_ptr().add(d.offset + i * d.rs + p * NR);
+                let (ars, acs) = (av.rs, av.cs);
                 match rows {
-                    6 => block::<6>(a_rows, av.rs, panel, k, d_rows, d.rs, cols, accumulate),
-                    5 => block::<5>(a_rows, av.rs, panel, k, d_rows, d.rs, cols, accumulate),
-                    4 => block::<4>(a_rows, av.rs, panel, k, d_rows, d.rs, cols, accumulate),
-                    3 => block::<3>(a_rows, av.rs, panel, k, d_rows, d.rs, cols, accumulate),
-                    2 => block::<2>(a_rows, av.rs, panel, k, d_rows, d.rs, cols, accumulate),
-                    _ => block::<1>(a_rows, av.rs, panel, k, d_rows, d.rs, cols, accumulate),
+                    6 => block::<6>(a_rows, ars, acs, panel, k, d_rows, d.rs, cols, accumulate),
+                    5 => block::<5>(a_rows, ars, acs, panel, k, d_rows, d.rs, cols, accumulate),
+                    4 => block::<4>(a_rows, ars, acs, panel, k, d_rows, d.rs, cols, accumulate),
+                    3 => block::<3>(a_rows, ars, acs, panel, k, d_rows, d.rs, cols, accumulate),
+                    2 => block::<2>(a_rows, ars, acs, panel, k, d_rows, d.rs, cols, accumulate),
+                    _ => block::<1>(a_rows, ars, acs, panel, k, d_rows, d.rs, cols, accumulate),
                 }
                 i += rows;
             }
@@ -111,7 +140,8 @@ mod avx2 {
     #[allow(clippy::too_many_arguments)]
     unsafe fn block<const R: usize>(
         a: *const f32,
-        lda: usize,
+        a_rs: usize,
+        a_cs: usize,
         panel: *const f32,
         k: usize,
         d: *mut f32,
@@ -124,7 +154,7 @@ mod avx2 {
             let b0 = _mm256_loadu_ps(panel.add(kk * NR));
             let b1 = _mm256_loadu_ps(panel.add(kk * NR + 8));
             for (r, acc) in acc.iter_mut().enumerate() {
-                let x = _mm256_broadcast_ss(&*a.add(r * lda + kk));
+                let x = _mm256_broadcast_ss(&*a.add(r * a_rs + kk * a_cs));
                 acc[0] = _mm256_fmadd_ps(x, b0, acc[0]);
                 acc[1] = _mm256_fmadd_ps(x, b1, acc[1]);
             }
@@ -185,6 +215,24 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// A transposed left operand read in place, and a leading block of the packed operand.
+    #[test]
+    fn transposed_a_and_a_leading_block_of_b() {
+        let (m, k, n, kb, nb) = (9, 21, 19, 40, 35);
+        let a = data(k * m, 4); // a dense (k, m): used as its transpose
+        let w = data(kb * nb, 5); // (kb, nb), of which (k, n) is used
+        let av = View::dense(0, k, m).t();
+        let packed = PackedB::new(&w, View::dense(0, kb, nb));
+        let init = data(m * n, 6);
+        let (mut want, mut got) = (init.clone(), init);
+        let dv = View::dense(0, m, n);
+        matmul(&mut want, dv, true, &a, av, &w, View::rows(0, k, n, nb), STEP);
+        matmul_packed(&mut got, dv, true, &a, av, &packed);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{g} vs {w}");
         }
     }
 
