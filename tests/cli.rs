@@ -366,6 +366,20 @@ fn nonfinite_values_stop_skip_or_roll_back_and_never_reach_a_checkpoint() {
     assert!(lr.iter().all(|&v| v < 0.2 * 0.25 + 1e-12), "{lr:?}");
 }
 
+/// When probing, the report also says where in time the value stopped being finite.
+#[test]
+fn a_probed_nonfinite_step_names_the_timestep() {
+    let dir = tempdir("nonfinite-probe");
+    let out = dir.join("run");
+    let mut args = EXPLODING.to_vec();
+    args.extend(["--probe-every", "1", "--out", out.to_str().unwrap()]);
+    let o = gradscope(&args);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("non-finite value at step 1"), "{err}");
+    assert!(err.contains("timestep"), "no timestep in: {err}");
+}
+
 /// `kill -9` at an arbitrary moment leaves the last complete checkpoint loadable, and resuming
 /// reproduces the uninterrupted run's metrics value for value.
 #[test]

@@ -5,6 +5,7 @@
 
 pub mod clip;
 pub mod config;
+mod nonfinite;
 pub mod optim;
 pub mod run_dir;
 pub mod schedule;

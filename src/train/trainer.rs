@@ -2,6 +2,7 @@
 //! evaluation on a fixed held-out set, checkpoints, exact resume and a clean stop on Ctrl-C.
 
 use super::config::{OnNonFinite, TrainConfig};
+use super::nonfinite::{first_nonfinite, first_nonfinite_parameter, locate_in_time};
 use super::run_dir::{
     MetricsRecord, RunDir, Summary, CHECKPOINT, CONFIG, MODEL, MODEL_CONFIG, PROBE, SUMMARY,
 };
@@ -12,7 +13,6 @@ use crate::models::{parameter_count, ForwardOptions, RecurrentState, SeqModel, S
 use crate::probe::{measure, LossKind, ProbeRecord};
 use crate::tasks::{Batch, Metrics, Task};
 use anyhow::{bail, Context, Result};
-use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -225,7 +225,13 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
         } else {
             None
         };
-        if let Some(what) = fault {
+        if let Some(mut what) = fault {
+            if cfg.probe_every.is_some() {
+                let task = task.as_ref();
+                if let Some(when) = locate_in_time(&model, task, &batch, state.carried.as_ref(), &fwd)? {
+                    what = format!("{what}; {when}");
+                }
+            }
             state.nonfinite_events += 1;
             match cfg.on_nonfinite {
                 OnNonFinite::Stop => bail!(
@@ -414,33 +420,6 @@ fn save_checkpoint(
     save_tensors(&dir.path(CHECKPOINT), tensors.iter().map(|(n, t)| (n.as_str(), t)), &meta)?;
     let step = BTreeMap::from([("step".to_string(), state.step.to_string())]);
     save_varmap(&dir.path(MODEL), varmap, &step)
-}
-
-/// The first parameter whose gradient holds NaN or ±∞.
-fn first_nonfinite(grads: &GradStore, named: &[(String, Var)]) -> Result<Option<String>> {
-    for (name, var) in named {
-        if let Some(g) = grads.get(var.as_tensor()) {
-            if !all_finite(g)? {
-                return Ok(Some(name.clone()));
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// The first parameter holding NaN or ±∞ (a non-finite value never reaches a checkpoint).
-fn first_nonfinite_parameter(named: &[(String, Var)]) -> Result<Option<String>> {
-    for (name, var) in named {
-        if !all_finite(var.as_tensor())? {
-            return Ok(Some(name.clone()));
-        }
-    }
-    Ok(None)
-}
-
-fn all_finite(t: &Tensor) -> Result<bool> {
-    // NaN and ±∞ both survive a sum of absolute values as non-finite.
-    Ok(t.abs()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?.is_finite())
 }
 
 fn restore(
