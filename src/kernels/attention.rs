@@ -24,11 +24,11 @@ use std::sync::Mutex;
 
 /// Batch, sequence length, model width and heads.
 #[derive(Clone, Copy, Debug)]
-struct Dims {
-    b: usize,
-    t: usize,
-    c: usize,
-    nh: usize,
+pub(super) struct Dims {
+    pub(super) b: usize,
+    pub(super) t: usize,
+    pub(super) c: usize,
+    pub(super) nh: usize,
 }
 
 impl Dims {
@@ -69,7 +69,7 @@ struct AttentionOp {
     probs: Mutex<Vec<f32>>,
 }
 
-fn forward(d: Dims, qkv: &[f32], y: &mut [f32], probs: &mut [f32]) {
+pub(super) fn forward(d: Dims, qkv: &[f32], y: &mut [f32], probs: &mut [f32]) {
     let (t, c, nh) = (d.t, d.c, d.nh);
     let scale = 1.0 / (d.hd() as f32).sqrt();
     y.par_chunks_mut(t * c).zip(probs.par_chunks_mut(nh * t * t)).enumerate().for_each(|(bi, (y, p))| {
@@ -120,7 +120,7 @@ fn softmax_grad_in_place(g: &mut [f32], p: &[f32], scale: f32) {
     g.iter_mut().zip(p).for_each(|(a, b)| *a = b * (*a - dot) * scale);
 }
 
-fn backward(d: Dims, qkv: &[f32], probs: &[f32], dy: &[f32]) -> Vec<f32> {
+pub(super) fn backward(d: Dims, qkv: &[f32], probs: &[f32], dy: &[f32]) -> Vec<f32> {
     let (t, c, nh) = (d.t, d.c, d.nh);
     let scale = 1.0 / (d.hd() as f32).sqrt();
     let mut dqkv = vec![0f32; d.b * t * 3 * c];

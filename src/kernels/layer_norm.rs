@@ -72,18 +72,7 @@ impl CustomOp3 for LayerNormOp {
     ) -> Result<(CpuStorage, Shape)> {
         let x = cpu_slice(s1, l1, "layer norm input")?;
         let (w, b) = (cpu_slice(s2, l2, "layer norm weight")?, cpu_slice(s3, l3, "layer norm bias")?);
-        let mut y = vec![0f32; x.len()];
-        // Rows in parallel blocks on rayon's pool; each block keeps its own statistics.
-        let rows = ROWS_PER_TASK * w.len();
-        let stats: Vec<(f32, f32)> = x
-            .par_chunks(rows)
-            .zip(y.par_chunks_mut(rows))
-            .flat_map_iter(|(x, y)| {
-                let mut stats = Vec::with_capacity(ROWS_PER_TASK);
-                forward(x, w, b, self.eps, y, &mut stats);
-                stats
-            })
-            .collect();
+        let (y, stats) = forward_rows(x, w, b, self.eps);
         *self.stats.lock().map_err(poisoned)? = stats;
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
@@ -104,26 +93,52 @@ impl CustomOp3 for LayerNormOp {
         let xv = storage_slice(&x_st, x_l, "layer norm input")?;
         let wv = storage_slice(&w_st, w_l, "layer norm weight")?;
         let stats = self.stats.lock().map_err(poisoned)?;
-        // Row blocks in parallel, each with its own partial dw and db, summed after.
-        let c = wv.len();
-        let rows = ROWS_PER_TASK * c;
-        let parts: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = dy
-            .par_chunks(rows)
-            .zip(xv.par_chunks(rows))
-            .zip(stats.par_chunks(ROWS_PER_TASK))
-            .map(|((dy, x), stats)| backward(dy, x, wv, stats))
-            .collect();
-        let (mut dx, mut dw, mut db) = (Vec::with_capacity(xv.len()), vec![0f32; c], vec![0f32; c]);
-        for (pdx, pdw, pdb) in parts {
-            dx.extend_from_slice(&pdx);
-            dw.iter_mut().zip(&pdw).for_each(|(a, b)| *a += b);
-            db.iter_mut().zip(&pdb).for_each(|(a, b)| *a += b);
-        }
+        let (dx, dw, db) = backward_rows(dy, xv, wv, &stats);
         let keep = |v: Vec<f32>, like: &Tensor| -> Result<Option<Tensor>> {
             like.track_op().then(|| Tensor::from_vec(v, like.shape(), like.device())).transpose()
         };
         Ok((keep(dx, x)?, keep(dw, w)?, keep(db, b)?))
     }
+}
+
+/// [`forward`] over row blocks in parallel on rayon's pool: y and each row's (mean, 1/σ).
+pub(super) fn forward_rows(x: &[f32], w: &[f32], b: &[f32], eps: f32) -> (Vec<f32>, Vec<(f32, f32)>) {
+    let mut y = vec![0f32; x.len()];
+    let rows = ROWS_PER_TASK * w.len();
+    let stats: Vec<(f32, f32)> = x
+        .par_chunks(rows)
+        .zip(y.par_chunks_mut(rows))
+        .flat_map_iter(|(x, y)| {
+            let mut stats = Vec::with_capacity(ROWS_PER_TASK);
+            forward(x, w, b, eps, y, &mut stats);
+            stats
+        })
+        .collect();
+    (y, stats)
+}
+
+/// [`backward`] over row blocks in parallel, each with its own partial dw and db, summed after.
+pub(super) fn backward_rows(
+    dy: &[f32],
+    x: &[f32],
+    w: &[f32],
+    stats: &[(f32, f32)],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let c = w.len();
+    let rows = ROWS_PER_TASK * c;
+    let parts: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = dy
+        .par_chunks(rows)
+        .zip(x.par_chunks(rows))
+        .zip(stats.par_chunks(ROWS_PER_TASK))
+        .map(|((dy, x), stats)| backward(dy, x, w, stats))
+        .collect();
+    let (mut dx, mut dw, mut db) = (Vec::with_capacity(x.len()), vec![0f32; c], vec![0f32; c]);
+    for (pdx, pdw, pdb) in parts {
+        dx.extend_from_slice(&pdx);
+        dw.iter_mut().zip(&pdw).for_each(|(a, b)| *a += b);
+        db.iter_mut().zip(&pdb).for_each(|(a, b)| *a += b);
+    }
+    (dx, dw, db)
 }
 
 /// LayerNorm of `x` (…, C) over its last dimension with `weight` and `bias` (C), f32 on the CPU.

@@ -53,27 +53,10 @@ impl CustomOp3 for LinearOp {
         let (n, i, o) = self.dims;
         let x = cpu_slice(s1, l1, "linear input")?;
         let (w, b) = (cpu_slice(s2, l2, "linear weight")?, cpu_slice(s3, l3, "linear bias")?);
-        let mut y: Vec<f32> = Vec::with_capacity(n * o);
-        for _ in 0..n {
-            y.extend_from_slice(b);
-        }
-        matmul(
-            &mut y,
-            View::dense(0, n, o),
-            true,
-            x,
-            View::dense(0, n, i),
-            w,
-            View::dense(0, o, i).t(),
-            LARGE,
-        );
+        let mut y = affine(x, w, b, (n, i, o));
         if self.act == Activation::Gelu {
             if self.save {
-                let mut deriv = vec![0f32; y.len()];
-                y.par_chunks_mut(ELEMENTWISE_CHUNK)
-                    .zip(deriv.par_chunks_mut(ELEMENTWISE_CHUNK))
-                    .for_each(|(y, d)| gelu_with_derivative(y, d));
-                *self.deriv.lock().map_err(poisoned)? = deriv;
+                *self.deriv.lock().map_err(poisoned)? = gelu_keeping_derivative(&mut y);
             } else {
                 y.par_chunks_mut(ELEMENTWISE_CHUNK).for_each(gelu_in_place);
             }
@@ -108,52 +91,90 @@ impl CustomOp3 for LinearOp {
                 if d.len() != dy.len() {
                     bail!("linear+GELU backward: the forward pass kept no derivative");
                 }
-                d.par_chunks_mut(ELEMENTWISE_CHUNK)
-                    .zip(dy.par_chunks(ELEMENTWISE_CHUNK))
-                    .for_each(|(d, dy)| d.iter_mut().zip(dy).for_each(|(d, g)| *d *= g));
+                times_derivative(&mut d, dy);
                 d.into()
             }
         };
-        let dx = x.track_op().then(|| {
-            let mut dx = vec![0f32; n * i];
-            matmul(
-                &mut dx,
-                View::dense(0, n, i),
-                false,
-                &dpre,
-                View::dense(0, n, o),
-                wv,
-                View::dense(0, o, i),
-                LARGE,
-            );
-            dx
-        });
-        let dw = w.track_op().then(|| {
-            let mut dw = vec![0f32; o * i];
-            matmul(
-                &mut dw,
-                View::dense(0, o, i),
-                false,
-                &dpre,
-                View::dense(0, n, o).t(),
-                xv,
-                View::dense(0, n, i),
-                LARGE,
-            );
-            dw
-        });
-        let db = b.track_op().then(|| {
-            let mut db = vec![0f32; o];
-            for row in dpre.chunks_exact(o) {
-                db.iter_mut().zip(row).for_each(|(d, g)| *d += g);
-            }
-            db
-        });
+        let (dx, dw, db) = affine_grads(&dpre, xv, wv, (n, i, o), [x.track_op(), w.track_op(), b.track_op()]);
         let wrap = |v: Option<Vec<f32>>, like: &Tensor| {
             v.map(|v| Tensor::from_vec(v, like.shape(), like.device())).transpose()
         };
         Ok((wrap(dx, x)?, wrap(dw, w)?, wrap(db, b)?))
     }
+}
+
+/// x·Wᵀ + b for x (n, i), W (o, i), b (o): (n, o), the bias seeding the product.
+pub(super) fn affine(x: &[f32], w: &[f32], b: &[f32], (n, i, o): (usize, usize, usize)) -> Vec<f32> {
+    let mut y: Vec<f32> = Vec::with_capacity(n * o);
+    for _ in 0..n {
+        y.extend_from_slice(b);
+    }
+    matmul(&mut y, View::dense(0, n, o), true, x, View::dense(0, n, i), w, View::dense(0, o, i).t(), LARGE);
+    y
+}
+
+/// GELU in place, returning GELU' of the input for the backward pass.
+pub(super) fn gelu_keeping_derivative(y: &mut [f32]) -> Vec<f32> {
+    let mut deriv = vec![0f32; y.len()];
+    y.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(deriv.par_chunks_mut(ELEMENTWISE_CHUNK))
+        .for_each(|(y, d)| gelu_with_derivative(y, d));
+    deriv
+}
+
+/// `d ← d ⊙ dy`, element by element.
+pub(super) fn times_derivative(d: &mut [f32], dy: &[f32]) {
+    d.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(dy.par_chunks(ELEMENTWISE_CHUNK))
+        .for_each(|(d, dy)| d.iter_mut().zip(dy).for_each(|(d, g)| *d *= g));
+}
+
+/// The gradients of [`affine`] from ∂L/∂y (n, o): ∂L/∂x (n, i), ∂L/∂W (o, i), ∂L/∂b (o), each
+/// only when `need` says so.
+#[allow(clippy::type_complexity)]
+pub(super) fn affine_grads(
+    dy: &[f32],
+    x: &[f32],
+    w: &[f32],
+    (n, i, o): (usize, usize, usize),
+    need: [bool; 3],
+) -> (Option<Vec<f32>>, Option<Vec<f32>>, Option<Vec<f32>>) {
+    let dx = need[0].then(|| {
+        let mut dx = vec![0f32; n * i];
+        matmul(
+            &mut dx,
+            View::dense(0, n, i),
+            false,
+            dy,
+            View::dense(0, n, o),
+            w,
+            View::dense(0, o, i),
+            LARGE,
+        );
+        dx
+    });
+    let dw = need[1].then(|| {
+        let mut dw = vec![0f32; o * i];
+        matmul(
+            &mut dw,
+            View::dense(0, o, i),
+            false,
+            dy,
+            View::dense(0, n, o).t(),
+            x,
+            View::dense(0, n, i),
+            LARGE,
+        );
+        dw
+    });
+    let db = need[2].then(|| {
+        let mut db = vec![0f32; o];
+        for row in dy.chunks_exact(o) {
+            db.iter_mut().zip(row).for_each(|(d, g)| *d += g);
+        }
+        db
+    });
+    (dx, dw, db)
 }
 
 /// `act(x·weightᵀ + bias)` for `x` (…, in), `weight` (out, in) (PyTorch's layout), `bias` (out),

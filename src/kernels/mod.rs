@@ -1,6 +1,7 @@
 //! Fused CPU kernels: for the recurrent layers, the whole time loop of one layer, forward and
 //! backward, in one candle custom op (see [`fused_layer`]); for the GPT, LayerNorm, linear (+GELU)
-//! and causal attention as one op each ([`layer_norm`], [`linear`], [`causal_attention`]).
+//! and causal attention as one op each ([`layer_norm`], [`linear`], [`causal_attention`]), and a
+//! whole block without dropout as one op ([`gpt_block`]).
 //!
 //! - [`math`]: vectorisable f32 `exp`, `sigmoid`, `tanh`.
 //! - `gemm`: bounds-checked strided products through the `gemm` crate, and the thread choice.
@@ -11,6 +12,7 @@
 //! - `layer_norm`, `linear`, `attention`: the GPT's ops, each forward + backward on f32 slices.
 
 mod attention;
+mod block;
 mod gemm;
 mod gru;
 mod layer;
@@ -23,6 +25,7 @@ mod rnn;
 mod step_gemm;
 
 pub use attention::causal_attention;
+pub use block::gpt_block;
 pub use layer_norm::layer_norm;
 pub use linear::{linear, Activation};
 pub use op::{fused_layer, pack_weights, Slot, StateGradSlots};

@@ -253,6 +253,14 @@ impl Block {
     }
 
     fn forward(&self, x: &Tensor, mask: &Tensor, mode: Mode, salt: u64) -> Result<Tensor> {
+        if mode.fused && !(mode.train && mode.p > 0.0) {
+            let (l1, l2) = (&self.ln_1, &self.ln_2);
+            let (a, p, f, m) = (&self.c_attn, &self.attn_proj, &self.c_fc, &self.mlp_proj);
+            let params = [&l1.weight, &l1.bias, &a.weight, &a.bias, &p.weight, &p.bias];
+            let params2 = [&l2.weight, &l2.bias, &f.weight, &f.bias, &m.weight, &m.bias];
+            let all = [params, params2].concat().try_into().expect("twelve parameters");
+            return kernels::gpt_block(x, all, self.n_head, l1.eps);
+        }
         let x = (x + self.attention(&self.ln_1.apply(x, mode.fused)?, mask, mode, salt)?)?;
         let hidden = self.c_fc.apply(&self.ln_2.apply(&x, mode.fused)?, Activation::Gelu, mode.fused)?; // (B, T, 4C)
         x + mode.dropout(&self.mlp_proj.apply(&hidden, Activation::Identity, mode.fused)?, salt + 2)?
