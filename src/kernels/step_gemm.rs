@@ -51,11 +51,32 @@ impl PackedB {
         }
         let n_panels = n.div_ceil(NR);
         let mut panels = vec![0f32; n_panels * k * NR];
-        for p in 0..n_panels {
-            let cols = NR.min(n - p * NR);
-            for kk in 0..k {
-                let row = &mut panels[(p * k + kk) * NR..][..cols];
-                row.iter_mut().enumerate().for_each(|(j, v)| *v = at(kk, p * NR + j));
+        if k > 0 && n > 0 {
+            if bv.cs == 1 {
+                // Rows of B are contiguous: copy NR-wide pieces of each.
+                for kk in 0..k {
+                    let src = &b[bv.offset + kk * bv.rs..][..n];
+                    for (p, piece) in src.chunks(NR).enumerate() {
+                        panels[(p * k + kk) * NR..][..piece.len()].copy_from_slice(piece);
+                    }
+                }
+            } else if bv.rs == 1 {
+                // A transposed matrix: its columns are contiguous; scatter each into its panel.
+                for j in 0..n {
+                    let src = &b[bv.offset + j * bv.cs..][..k];
+                    let (p, jj) = (j / NR, j % NR);
+                    let panel = &mut panels[p * k * NR..][..k * NR];
+                    for (kk, &v) in src.iter().enumerate() {
+                        panel[kk * NR + jj] = v;
+                    }
+                }
+            } else {
+                for p in 0..n_panels {
+                    for kk in 0..k {
+                        let row = &mut panels[(p * k + kk) * NR..][..NR.min(n - p * NR)];
+                        row.iter_mut().enumerate().for_each(|(j, v)| *v = at(kk, p * NR + j));
+                    }
+                }
             }
         }
         Self { k, n, panels, plain: Vec::new() }
