@@ -11,21 +11,21 @@
 //!
 //! cargo bench --bench recurrent [-- FILTER]
 //!
-//! Measured on the 2-core development machine while two other CPU-bound processes ran (load
-//! average 5–9), so treat the absolute numbers as pessimistic; median s/step:
+//! `cargo bench --bench recurrent -- fused` on the 2-core development VM (AMD EPYC Zen 4), median
+//! s/step, nothing else running (the autograd column is from an earlier, loaded run, load 5–9):
 //!
-//! | task | cell | fused | autograd (2 threads) | autograd (RAYON_NUM_THREADS=1) |
-//! |---|---|---|---|---|
-//! | adding T=1000 | LSTM | 0.79 | 11.9 | 2.49 (fused: 0.73) |
-//! | adding T=1000 | GRU | 0.53 | 5.29 | – |
-//! | adding T=1000 | tanh RNN | 0.17 | 1.88 | 0.64 (fused: 0.23) |
-//! | copy T=100 | LSTM | 0.145 | 1.27 | – |
-//! | copy T=100 | GRU | 0.103 | 0.554 | – |
-//! | copy T=100 | tanh RNN | 0.065 | 0.243 | – |
+//! | task | cell | fused | autograd (2 threads) |
+//! |---|---|---|---|
+//! | adding T=1000 | LSTM | 0.243 | 11.9 |
+//! | adding T=1000 | LSTM, forward only | 0.076 | – |
+//! | adding T=1000 | GRU | 0.210 | 5.29 |
+//! | adding T=1000 | tanh RNN | 0.073 | 1.88 |
+//! | copy T=100 | LSTM | 0.038 | 1.27 |
+//! | copy T=100 | GRU | 0.027 | 0.554 |
+//! | copy T=100 | tanh RNN | 0.012 | 0.243 |
 //!
-//! candle's own pool spin-waits, which is what makes its 2-thread numbers collapse under load.
-//! Peak RSS of 3 such adding steps (one process each): LSTM 0.43 GB fused vs 1.81 GB autograd,
-//! GRU 0.36 vs 1.47 GB, RNN 0.17 vs 0.48 GB.
+//! The PyTorch ratios of the same workloads are in the README's performance section. candle's
+//! own pool spin-waits, which is what makes its 2-thread autograd numbers collapse under load.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gradscope::bench::speed::{square_pair, SpeedWorkload};
