@@ -16,6 +16,7 @@ use super::gemm::{matmul, View};
 use super::math;
 use super::op::{cpu_slice, poisoned, storage_slice};
 use super::step_gemm::{matmul_packed, PackedB};
+use super::zeros;
 use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -123,7 +124,7 @@ fn softmax_grad_in_place(g: &mut [f32], p: &[f32], scale: f32) {
 pub(super) fn backward(d: Dims, qkv: &[f32], probs: &[f32], dy: &[f32]) -> Vec<f32> {
     let (t, c, nh) = (d.t, d.c, d.nh);
     let scale = 1.0 / (d.hd() as f32).sqrt();
-    let mut dqkv = vec![0f32; d.b * t * 3 * c];
+    let mut dqkv = zeros(d.b * t * 3 * c);
     dqkv.par_chunks_mut(t * 3 * c).enumerate().for_each(|(bi, dx)| {
         let x = &qkv[bi * t * 3 * c..][..t * 3 * c];
         let dy = &dy[bi * t * c..][..t * c];
@@ -161,8 +162,8 @@ impl CustomOp1 for AttentionOp {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = self.dims;
         let qkv = cpu_slice(s, l, "attention qkv")?;
-        let mut y = vec![0f32; d.b * d.t * d.c];
-        let mut probs = vec![0f32; d.b * d.nh * d.t * d.t];
+        let mut y = zeros(d.b * d.t * d.c);
+        let mut probs = zeros(d.b * d.nh * d.t * d.t);
         forward(d, qkv, &mut y, &mut probs);
         *self.probs.lock().map_err(poisoned)? = probs;
         Ok((CpuStorage::F32(y), Shape::from((d.b, d.t, d.c))))

@@ -13,6 +13,7 @@ use super::attention::{self, Dims};
 use super::layer_norm::{backward_rows, forward_rows};
 use super::linear::{affine, affine_grads, gelu_keeping_derivative, times_derivative};
 use super::op::{cpu_slice, poisoned, storage_slice};
+use super::{add_assign, zeros};
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use std::sync::Mutex;
 
@@ -78,16 +79,16 @@ impl CustomOp2 for BlockOp {
             split(cpu_slice(s2, l2, "block parameters")?, c);
         let (a, stats1) = forward_rows(x, w1, b1, self.eps); // (N, C)
         let qkv = affine(&a, w_attn, b_attn, (n, c, 3 * c)); // (N, 3C)
-        let mut y = vec![0f32; n * c]; // (N, C)
-        let mut probs = vec![0f32; d.b * d.nh * d.t * d.t]; // (B, nh, T, T)
+        let mut y = zeros(n * c); // (N, C)
+        let mut probs = zeros(d.b * d.nh * d.t * d.t); // (B, nh, T, T)
         attention::forward(d, &qkv, &mut y, &mut probs);
         let mut x1 = affine(&y, w_proj, b_proj, (n, c, c)); // (N, C)
-        x1.iter_mut().zip(x).for_each(|(v, r)| *v += r);
+        add_assign(&mut x1, x);
         let (bb, stats2) = forward_rows(&x1, w2, b2, self.eps); // (N, C)
         let mut hidden = affine(&bb, w_fc, b_fc, (n, c, 4 * c)); // (N, 4C)
         let deriv = gelu_keeping_derivative(&mut hidden);
         let mut out = affine(&hidden, w_mp, b_mp, (n, 4 * c, c)); // (N, C)
-        out.iter_mut().zip(&x1).for_each(|(v, r)| *v += r);
+        add_assign(&mut out, &x1);
         if self.save {
             *self.saved.lock().map_err(poisoned)? =
                 Saved { a, stats1, qkv, probs, y, x1, bb, stats2, hidden, deriv };
@@ -124,13 +125,13 @@ impl CustomOp2 for BlockOp {
         times_derivative(&mut dpre, &s.deriv); // (N, 4C)
         let (dbb, dw_fc, db_fc) = affine_grads(&dpre, &s.bb, w_fc, (n, c, 4 * c), all);
         let (mut dx1, dw2, db2) = backward_rows(&dbb.expect("asked for"), &s.x1, w2, &s.stats2);
-        dx1.iter_mut().zip(dout).for_each(|(v, g)| *v += g); // (N, C): both paths into x1
-                                                             // x1 = x + c_proj(attn(c_attn(ln_1(x)))): the attention branch.
+        add_assign(&mut dx1, dout); // (N, C): both paths into x1
+                                    // x1 = x + c_proj(attn(c_attn(ln_1(x)))): the attention branch.
         let (dy, dw_proj, db_proj) = affine_grads(&dx1, &s.y, w_proj, (n, c, c), all);
         let dqkv = attention::backward(d, &s.qkv, &s.probs, &dy.expect("asked for")); // (N, 3C)
         let (da, dw_attn, db_attn) = affine_grads(&dqkv, &s.a, w_attn, (n, c, 3 * c), all);
         let (mut dx, dw1, db1) = backward_rows(&da.expect("asked for"), xv, w1, &s.stats1);
-        dx.iter_mut().zip(&dx1).for_each(|(v, g)| *v += g);
+        add_assign(&mut dx, &dx1);
         let pieces = [dw1, db1, dw_attn.expect("asked for"), db_attn.expect("asked for")]
             .into_iter()
             .chain([dw_proj, db_proj].into_iter().map(|g| g.expect("asked for")))

@@ -3,6 +3,7 @@
 //! for every broadcast in its backward.
 
 use super::op::{cpu_slice, poisoned, storage_slice};
+use super::zeros;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -31,9 +32,9 @@ fn forward(x: &[f32], w: &[f32], b: &[f32], eps: f32, y: &mut [f32], stats: &mut
 }
 
 /// dx, and dw, db accumulated over rows: dx = rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dy·w.
-fn backward(dy: &[f32], x: &[f32], w: &[f32], stats: &[(f32, f32)]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+fn backward(dy: &[f32], x: &[f32], w: &[f32], stats: &[(f32, f32)], dx: &mut [f32]) -> (Vec<f32>, Vec<f32>) {
     let c = w.len();
-    let (mut dx, mut dw, mut db) = (vec![0f32; x.len()], vec![0f32; c], vec![0f32; c]);
+    let (mut dw, mut db) = (vec![0f32; c], vec![0f32; c]);
     let mut xhat = vec![0f32; c];
     for (((dyr, xr), dxr), &(mean, rstd)) in
         dy.chunks_exact(c).zip(x.chunks_exact(c)).zip(dx.chunks_exact_mut(c)).zip(stats)
@@ -53,7 +54,7 @@ fn backward(dy: &[f32], x: &[f32], w: &[f32], stats: &[(f32, f32)]) -> (Vec<f32>
             dxr[j] = (dyr[j] * w[j] - g_mean - xhat[j] * gx_mean) * rstd;
         }
     }
-    (dx, dw, db)
+    (dw, db)
 }
 
 impl CustomOp3 for LayerNormOp {
@@ -103,7 +104,7 @@ impl CustomOp3 for LayerNormOp {
 
 /// [`forward`] over row blocks in parallel on rayon's pool: y and each row's (mean, 1/σ).
 pub(super) fn forward_rows(x: &[f32], w: &[f32], b: &[f32], eps: f32) -> (Vec<f32>, Vec<(f32, f32)>) {
-    let mut y = vec![0f32; x.len()];
+    let mut y = zeros(x.len());
     let rows = ROWS_PER_TASK * w.len();
     let stats: Vec<(f32, f32)> = x
         .par_chunks(rows)
@@ -126,15 +127,16 @@ pub(super) fn backward_rows(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let c = w.len();
     let rows = ROWS_PER_TASK * c;
-    let parts: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = dy
+    let mut dx = zeros(x.len());
+    let parts: Vec<(Vec<f32>, Vec<f32>)> = dy
         .par_chunks(rows)
         .zip(x.par_chunks(rows))
         .zip(stats.par_chunks(ROWS_PER_TASK))
-        .map(|((dy, x), stats)| backward(dy, x, w, stats))
+        .zip(dx.par_chunks_mut(rows))
+        .map(|(((dy, x), stats), dx)| backward(dy, x, w, stats, dx))
         .collect();
-    let (mut dx, mut dw, mut db) = (Vec::with_capacity(x.len()), vec![0f32; c], vec![0f32; c]);
-    for (pdx, pdw, pdb) in parts {
-        dx.extend_from_slice(&pdx);
+    let (mut dw, mut db) = (vec![0f32; c], vec![0f32; c]);
+    for (pdw, pdb) in parts {
         dw.iter_mut().zip(&pdw).for_each(|(a, b)| *a += b);
         db.iter_mut().zip(&pdb).for_each(|(a, b)| *a += b);
     }

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 /// far more than handing it to a thread (~30 µs at 64k elements).
 const ELEMENTWISE_CHUNK: usize = 1 << 16;
 use super::op::{cpu_slice, poisoned, storage_slice};
+use super::zeros;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use std::sync::Mutex;
 
@@ -105,17 +106,18 @@ impl CustomOp3 for LinearOp {
 
 /// x·Wᵀ + b for x (n, i), W (o, i), b (o): (n, o), the bias seeding the product.
 pub(super) fn affine(x: &[f32], w: &[f32], b: &[f32], (n, i, o): (usize, usize, usize)) -> Vec<f32> {
-    let mut y: Vec<f32> = Vec::with_capacity(n * o);
-    for _ in 0..n {
-        y.extend_from_slice(b);
-    }
-    matmul(&mut y, View::dense(0, n, o), true, x, View::dense(0, n, i), w, View::dense(0, o, i).t(), LARGE);
+    let mut y = zeros(n * o);
+    matmul(&mut y, View::dense(0, n, o), false, x, View::dense(0, n, i), w, View::dense(0, o, i).t(), LARGE);
+    // acc + b: the same single rounding as seeding the product with the bias.
+    y.par_chunks_mut(o.max(1) * 256).for_each(|rows| {
+        rows.chunks_exact_mut(o).for_each(|r| r.iter_mut().zip(b).for_each(|(v, b)| *v += b))
+    });
     y
 }
 
 /// GELU in place, returning GELU' of the input for the backward pass.
 pub(super) fn gelu_keeping_derivative(y: &mut [f32]) -> Vec<f32> {
-    let mut deriv = vec![0f32; y.len()];
+    let mut deriv = zeros(y.len());
     y.par_chunks_mut(ELEMENTWISE_CHUNK)
         .zip(deriv.par_chunks_mut(ELEMENTWISE_CHUNK))
         .for_each(|(y, d)| gelu_with_derivative(y, d));
@@ -140,7 +142,7 @@ pub(super) fn affine_grads(
     need: [bool; 3],
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>, Option<Vec<f32>>) {
     let dx = need[0].then(|| {
-        let mut dx = vec![0f32; n * i];
+        let mut dx = zeros(n * i);
         matmul(
             &mut dx,
             View::dense(0, n, i),
@@ -168,10 +170,15 @@ pub(super) fn affine_grads(
         dw
     });
     let db = need[2].then(|| {
+        // Column sums over row blocks in parallel, the partial sums added after.
+        let partial = |rows: &[f32]| {
+            let mut db = vec![0f32; o];
+            rows.chunks_exact(o).for_each(|row| db.iter_mut().zip(row).for_each(|(d, g)| *d += g));
+            db
+        };
+        let parts: Vec<Vec<f32>> = dy.par_chunks(o.max(1) * 1024).map(partial).collect();
         let mut db = vec![0f32; o];
-        for row in dy.chunks_exact(o) {
-            db.iter_mut().zip(row).for_each(|(d, g)| *d += g);
-        }
+        parts.iter().for_each(|p| db.iter_mut().zip(p).for_each(|(d, g)| *d += g));
         db
     });
     (dx, dw, db)

@@ -30,6 +30,22 @@ pub use layer_norm::layer_norm;
 pub use linear::{linear, Activation};
 pub use op::{fused_layer, pack_weights, Slot, StateGradSlots};
 
+/// A zeroed buffer, written by rayon's pool: `vec![0.0; len]` zeroes reused heap memory on the
+/// calling thread, which for the GPT's (B, nh, T, T) and (B, T, 4C) buffers was serial time on
+/// candle's main thread while both workers waited.
+pub(crate) fn zeros(len: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    (0..len).into_par_iter().with_min_len(1 << 14).map(|_| 0f32).collect()
+}
+
+/// `a ← a + b`, element by element, on rayon's pool.
+pub(crate) fn add_assign(a: &mut [f32], b: &[f32]) {
+    use rayon::prelude::*;
+    a.par_chunks_mut(1 << 14).zip(b.par_chunks(1 << 14)).for_each(|(a, b)| {
+        a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+    });
+}
+
 /// Batch, sequence length, hidden and input size of one fused call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Dims {
