@@ -217,6 +217,40 @@ fn quick_bench_writes_a_report_and_shards_merge() {
     assert_eq!(o.status.code(), Some(2));
 }
 
+/// The kernels' narrower instruction sets (what other CPUs run: AVX2 + FMA, baseline SSE2 with
+/// the `gemm` crate's products) give the same per-timestep gradients as the widest this CPU has,
+/// for every cell and the GPT, within float rounding.
+#[test]
+fn every_simd_tier_gives_the_same_gradients() {
+    let dir = tempdir("simd");
+    let run = |tier: Option<&str>| {
+        let out = dir.join(tier.unwrap_or("native"));
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gradscope"));
+        cmd.args(["grad", "--model", "rnn,lstm,gru,gpt", "--layers", "2", "--hidden", "24"]);
+        cmd.args(["--seq-len", "40", "--batch", "4", "--out", out.to_str().unwrap()]);
+        match tier {
+            Some(t) => cmd.env("GRADSCOPE_SIMD", t),
+            None => cmd.env_remove("GRADSCOPE_SIMD"),
+        };
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let csv = std::fs::read_to_string(out.join("curves.csv")).unwrap();
+        csv.lines()
+            .skip(1)
+            .flat_map(|l| l.split(',').filter_map(|f| f.parse::<f64>().ok()).collect::<Vec<_>>())
+            .collect::<Vec<f64>>()
+    };
+    let native = run(None);
+    assert!(native.len() > 1000, "{} values", native.len());
+    for tier in ["avx2", "sse2"] {
+        let other = run(Some(tier));
+        assert_eq!(other.len(), native.len(), "{tier}");
+        for (k, (a, b)) in other.iter().zip(&native).enumerate() {
+            assert!((a - b).abs() <= 1e-3 * b.abs() + 1e-30, "{tier}, value {k}: {a} vs {b}");
+        }
+    }
+}
+
 #[test]
 fn grad_and_plot_write_curves_tables_and_figures() {
     let dir = tempdir("grad");

@@ -7,22 +7,42 @@
 //! baseline x86-64. Accuracy: ~1e-7 relative for `exp` and `sigmoid`, ≤ ~4e-7 for `tanh`
 //! (see the tests). NaN propagates, so a diverging run is not hidden.
 
-/// Whether this CPU runs the AVX-512 versions of the loops below. On the AMD Zen 4 development
-/// machine AVX-512's 16 lanes and 32 registers ran the GELU 1.9× faster than AVX2 (the FP units
-/// are as wide, but the polynomial chains need half the instructions and no constant reloads).
+/// The widest instruction set the kernels use: 2 for AVX-512, 1 for AVX2 + FMA, 0 for baseline
+/// SSE2. What the CPU has, unless `GRADSCOPE_SIMD=avx2` or `=sse2` asks for less (read once): the
+/// narrower paths are what other CPUs run, and a test compares them with the widest.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn simd_level() -> u8 {
+    static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+        let cpu = match (avx2, std::arch::is_x86_feature_detected!("avx512f")) {
+            (true, true) => 2,
+            (true, false) => 1,
+            _ => 0,
+        };
+        match std::env::var("GRADSCOPE_SIMD").as_deref() {
+            Ok("sse2") => 0,
+            Ok("avx2") => cpu.min(1),
+            _ => cpu,
+        }
+    })
+}
+
+/// Whether the AVX-512 versions of the loops below run. On the AMD Zen 4 development machine
+/// AVX-512's 16 lanes and 32 registers ran the GELU 1.9× faster than AVX2 (the FP units are as
+/// wide, but the polynomial chains need half the instructions and no constant reloads).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) fn has_avx512() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
+    simd_level() >= 2
 }
 
-/// Whether this CPU runs the AVX2 + FMA versions.
+/// Whether the AVX2 + FMA versions run (the loops and `step_gemm`'s micro-kernel).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) fn has_avx2() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    simd_level() >= 1
 }
 
 /// Runs a loop body compiled three times: for AVX-512 (16 lanes), AVX2 + FMA (8 lanes), each
