@@ -7,6 +7,7 @@
 //! `Var` with `Var::set`.
 
 mod config;
+mod fused;
 #[cfg(test)]
 mod tests;
 
@@ -233,12 +234,11 @@ fn update(
         }
         OptimizerConfig::Adam { beta1, beta2, eps, weight_decay } => {
             let g = l2(g, p, weight_decay)?;
-            adam_step(p, &g, slots, step, lr, beta1, beta2, eps)
+            adam_step(p, &g, None, slots, step, lr, [beta1, beta2, eps])
         }
         OptimizerConfig::Adamw { beta1, beta2, eps, weight_decay } => {
             // Decoupled: shrink the weights, then the plain Adam step on the shrunk weights.
-            let p = (p * (1.0 - lr * weight_decay))?;
-            adam_step(&p, g, slots, step, lr, beta1, beta2, eps)
+            adam_step(p, g, Some(1.0 - lr * weight_decay), slots, step, lr, [beta1, beta2, eps])
         }
         OptimizerConfig::Rmsprop { alpha, eps, momentum, centered, weight_decay } => {
             let g = l2(g, p, weight_decay)?;
@@ -273,25 +273,41 @@ fn update(
     }
 }
 
-/// Adam's moment update and bias-corrected step (shared by Adam and AdamW):
+/// Adam's moment update and bias-corrected step (shared by Adam and AdamW, whose decoupled
+/// decay `p·shrink` comes first):
 /// `p − lr/(1−β₁ᵗ) · m / (√v / √(1−β₂ᵗ) + eps)`, with eps outside the square root, after the
-/// correction, as in `torch.optim.Adam`.
-#[allow(clippy::too_many_arguments)]
+/// correction, as in `torch.optim.Adam`. f32 parameters on the CPU take one fused pass
+/// (`fused::adam`) that rounds exactly like the tensor ops below.
 fn adam_step(
     p: &Tensor,
     g: &Tensor,
+    shrink: Option<f64>,
     slots: &mut BTreeMap<&'static str, Tensor>,
     step: u64,
     lr: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
+    [beta1, beta2, eps]: [f64; 3],
 ) -> Result<Tensor> {
-    let m = ((slot(slots, "exp_avg")? * beta1)? + (g * (1.0 - beta1))?)?;
-    let v = ((slot(slots, "exp_avg_sq")? * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
     let t = step as f64;
     let bias_correction1 = 1.0 - beta1.powf(t);
     let bias_correction2_sqrt = (1.0 - beta2.powf(t)).sqrt();
+    let consts =
+        fused::AdamConsts::new(shrink, beta1, beta2, eps, bias_correction2_sqrt, lr / bias_correction1);
+    let (m_old, v_old) = (slot(slots, "exp_avg")?, slot(slots, "exp_avg_sq")?);
+    if let Some((new_p, m, v)) = fused::adam(p, g, m_old, v_old, &consts)? {
+        slots.insert("exp_avg", m);
+        slots.insert("exp_avg_sq", v);
+        return Ok(new_p);
+    }
+    let shrunk;
+    let p = match shrink {
+        Some(s) => {
+            shrunk = (p * s)?;
+            &shrunk
+        }
+        None => p,
+    };
+    let m = ((slot(slots, "exp_avg")? * beta1)? + (g * (1.0 - beta1))?)?;
+    let v = ((slot(slots, "exp_avg_sq")? * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
     let denom = ((v.sqrt()? / bias_correction2_sqrt)? + eps)?;
     let new_p = (p - (m.div(&denom)? * (lr / bias_correction1))?)?;
     slots.insert("exp_avg", m);
