@@ -313,7 +313,20 @@ impl SeqModel {
                     ModelInput::Real { .. } => inputs.clone(),
                 }; // (B, T, I)
                 let out = rnn.forward_with(&x, state, opts)?;
-                Ok(SeqOutput { outputs: head.forward(&out.output)?, state: Some(out.state), taps: out.taps })
+                // On the fused path the readout is the fused linear op too: candle's matmul runs on
+                // its one-thread pool, and over every (b, t) it was serial time in each step.
+                let outputs = match head.bias() {
+                    Some(bias) if opts.backend.use_fused(out.output.device(), out.output.dtype())? => {
+                        crate::kernels::linear(
+                            &out.output,
+                            head.weight(),
+                            bias,
+                            crate::kernels::Activation::Identity,
+                        )?
+                    }
+                    _ => head.forward(&out.output)?,
+                };
+                Ok(SeqOutput { outputs, state: Some(out.state), taps: out.taps })
             }
             (Body::Gpt { gpt, input_proj }, _) => {
                 let out = match input_proj {
