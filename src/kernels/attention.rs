@@ -133,8 +133,9 @@ pub(super) fn backward(d: Dims, qkv: &[f32], probs: &[f32], dy: &[f32]) -> Vec<f
             let p = &probs[(bi * nh + h) * t * t..][..t * t];
             let v_t = PackedB::new(x, d.qkv(2, h, 0..t).t()); // Vᵀ (hd, T)
             let k = PackedB::new(x, d.qkv(1, h, 0..t)); // K (T, hd)
-                                                        // Keys and values get contributions from every later block: accumulate into the
-                                                        // zeroed dqkv.
+
+            // Keys and values get contributions from every later block: accumulate into the
+            // zeroed dqkv.
             for rows in d.blocks() {
                 let all = 0..rows.end;
                 let (dy_rows, q_rows) = (d.out(h, rows.clone()), d.qkv(0, h, rows.clone()));

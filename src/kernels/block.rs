@@ -118,27 +118,27 @@ impl CustomOp2 for BlockOp {
         if s.x1.len() != n * c {
             bail!("gpt block backward: the forward pass kept nothing");
         }
-        let all = [true; 3];
+        // Every gradient of a linear layer: ∂L/∂input, ∂L/∂W, ∂L/∂b.
+        let grads = |dy: &[f32], x: &[f32], w: &[f32], dims| match affine_grads(dy, x, w, dims, [true; 3]) {
+            (Some(dx), Some(dw), Some(db)) => (dx, dw, db),
+            _ => unreachable!("affine_grads returns what it is asked for"),
+        };
         // out = x1 + c_proj(hidden): the MLP branch.
-        let (dhidden, dw_mp, db_mp) = affine_grads(dout, &s.hidden, w_mp, (n, 4 * c, c), all);
-        let mut dpre = dhidden.expect("asked for");
+        let (mut dpre, dw_mp, db_mp) = grads(dout, &s.hidden, w_mp, (n, 4 * c, c));
         times_derivative(&mut dpre, &s.deriv); // (N, 4C)
-        let (dbb, dw_fc, db_fc) = affine_grads(&dpre, &s.bb, w_fc, (n, c, 4 * c), all);
-        let (mut dx1, dw2, db2) = backward_rows(&dbb.expect("asked for"), &s.x1, w2, &s.stats2);
+        let (dbb, dw_fc, db_fc) = grads(&dpre, &s.bb, w_fc, (n, c, 4 * c));
+        let (mut dx1, dw2, db2) = backward_rows(&dbb, &s.x1, w2, &s.stats2);
         add_assign(&mut dx1, dout); // (N, C): both paths into x1
-                                    // x1 = x + c_proj(attn(c_attn(ln_1(x)))): the attention branch.
-        let (dy, dw_proj, db_proj) = affine_grads(&dx1, &s.y, w_proj, (n, c, c), all);
-        let dqkv = attention::backward(d, &s.qkv, &s.probs, &dy.expect("asked for")); // (N, 3C)
-        let (da, dw_attn, db_attn) = affine_grads(&dqkv, &s.a, w_attn, (n, c, 3 * c), all);
-        let (mut dx, dw1, db1) = backward_rows(&da.expect("asked for"), xv, w1, &s.stats1);
+
+        // x1 = x + c_proj(attn(c_attn(ln_1(x)))): the attention branch.
+        let (dy, dw_proj, db_proj) = grads(&dx1, &s.y, w_proj, (n, c, c));
+        let dqkv = attention::backward(d, &s.qkv, &s.probs, &dy); // (N, 3C)
+        let (da, dw_attn, db_attn) = grads(&dqkv, &s.a, w_attn, (n, c, 3 * c));
+        let (mut dx, dw1, db1) = backward_rows(&da, xv, w1, &s.stats1);
         add_assign(&mut dx, &dx1);
-        let pieces = [dw1, db1, dw_attn.expect("asked for"), db_attn.expect("asked for")]
-            .into_iter()
-            .chain([dw_proj, db_proj].into_iter().map(|g| g.expect("asked for")))
-            .chain([dw2, db2])
-            .chain([dw_fc, db_fc, dw_mp, db_mp].into_iter().map(|g| g.expect("asked for")));
-        let mut dparams = Vec::with_capacity(params.elem_count());
-        pieces.for_each(|g| dparams.extend_from_slice(&g));
+        // In `param_sizes` order.
+        let pieces = [dw1, db1, dw_attn, db_attn, dw_proj, db_proj, dw2, db2, dw_fc, db_fc, dw_mp, db_mp];
+        let dparams = pieces.concat();
         let dx = Tensor::from_vec(dx, x.shape(), x.device())?;
         Ok((Some(dx), Some(Tensor::from_vec(dparams, params.shape(), params.device())?)))
     }

@@ -85,40 +85,27 @@ impl PackedB {
 
 /// `dst ← a·b'` (or `dst ← dst + a·b'` when `accumulate`) on one thread, where b' is the
 /// leading (a.cols, dst.cols) block of `b`: the causal attention products use a prefix of the
-/// keys. `a` may have any strides (a transposed view is read in place); `dst` needs unit column
-/// stride for the vector path.
+/// keys. `a` may have any strides (a transposed view is read in place); `dst` has unit column
+/// stride (rows of a state or gate buffer, as every caller's is).
 ///
 /// Panics if the shapes disagree or a view reaches past its slice (a bug in the kernels, which
 /// derive every view from validated sizes).
 pub fn matmul_packed(dst: &mut [f32], d: View, accumulate: bool, a: &[f32], av: View, b: &PackedB) {
     assert!(
-        d.rows == av.rows && d.cols <= b.n && av.cols <= b.k,
+        d.rows == av.rows && d.cols <= b.n && av.cols <= b.k && d.cs == 1,
         "packed matmul shapes: dst {d:?}, a {av:?}, b ({}, {})",
         b.k,
         b.n
     );
     assert!(d.end() <= dst.len() && av.end() <= a.len(), "packed matmul view out of bounds");
     #[cfg(target_arch = "x86_64")]
-    if d.cs == 1 && !b.panels.is_empty() {
+    if !b.panels.is_empty() {
         // SAFETY: panels exist only when AVX2 and FMA were detected; the asserts above bound
         // every element the kernel touches (see `avx2::matmul`).
         unsafe { avx2::matmul(dst, d, accumulate, a, av, b) };
         return;
     }
-    let plain = if b.plain.is_empty() { unpack(b) } else { std::borrow::Cow::Borrowed(&b.plain[..]) };
-    matmul(dst, d, accumulate, a, av, &plain, View::rows(0, av.cols, d.cols, b.n), STEP);
-}
-
-/// The dense (k, n) operand back from its panels (a strided `dst` on an AVX2 CPU: unused by the
-/// kernels, kept so every call is answered).
-fn unpack(b: &PackedB) -> std::borrow::Cow<'_, [f32]> {
-    let mut plain = vec![0f32; b.k * b.n];
-    for kk in 0..b.k {
-        for j in 0..b.n {
-            plain[kk * b.n + j] = b.panels[((j / NR) * b.k + kk) * NR + j % NR];
-        }
-    }
-    plain.into()
+    matmul(dst, d, accumulate, a, av, &b.plain, View::rows(0, av.cols, d.cols, b.n), STEP);
 }
 
 #[cfg(target_arch = "x86_64")]

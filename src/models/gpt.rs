@@ -256,10 +256,11 @@ impl Block {
         if mode.fused && !(mode.train && mode.p > 0.0) {
             let (l1, l2) = (&self.ln_1, &self.ln_2);
             let (a, p, f, m) = (&self.c_attn, &self.attn_proj, &self.c_fc, &self.mlp_proj);
-            let params = [&l1.weight, &l1.bias, &a.weight, &a.bias, &p.weight, &p.bias];
-            let params2 = [&l2.weight, &l2.bias, &f.weight, &f.bias, &m.weight, &m.bias];
-            let all = [params, params2].concat().try_into().expect("twelve parameters");
-            return kernels::gpt_block(x, all, self.n_head, l1.eps);
+            let params = [
+                &l1.weight, &l1.bias, &a.weight, &a.bias, &p.weight, &p.bias, // attention half
+                &l2.weight, &l2.bias, &f.weight, &f.bias, &m.weight, &m.bias, // MLP half
+            ];
+            return kernels::gpt_block(x, params, self.n_head, l1.eps);
         }
         let x = (x + self.attention(&self.ln_1.apply(x, mode.fused)?, mask, mode, salt)?)?;
         let hidden = self.c_fc.apply(&self.ln_2.apply(&x, mode.fused)?, Activation::Gelu, mode.fused)?; // (B, T, 4C)

@@ -11,6 +11,7 @@ use crate::kernels::math::simd_fn;
 use candle_core::{DType, Result, Storage, Tensor};
 
 /// The step's constants, each rounded to f32 as candle's `affine` rounds its f64 arguments.
+#[derive(Clone, Copy)]
 pub(super) struct AdamConsts {
     /// AdamW's decoupled decay factor 1 − lr·λ, applied to p first.
     shrink: Option<f32>,
@@ -70,9 +71,7 @@ pub(super) fn adam(
     }
     let n = slices[0].len();
     let (mut new_p, mut new_m, mut new_v) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
-    let (shrink, apply) = (k.shrink.unwrap_or(1.0), k.shrink.is_some());
-    let c = [k.beta1, k.one_minus_beta1, k.beta2, k.one_minus_beta2, k.inv_bias2_sqrt, k.eps, k.step_size];
-    update(&mut new_p, &mut new_m, &mut new_v, slices[0], slices[1], slices[2], slices[3], shrink, apply, c);
+    update(&mut new_p, &mut new_m, &mut new_v, slices[0], slices[1], slices[2], slices[3], k);
     let make = |data: Vec<f32>| Tensor::from_vec(data, p.shape(), p.device());
     Ok(Some((make(new_p)?, make(new_m)?, make(new_v)?)))
 }
@@ -88,11 +87,11 @@ simd_fn! {
         gs: &[f32],
         ms: &[f32],
         vs: &[f32],
-        shrink: f32,
-        apply: bool,
-        c: [f32; 7],
+        k: &AdamConsts,
     ) {
-        let [beta1, one_minus_beta1, beta2, one_minus_beta2, inv_bias2_sqrt, eps, step_size] = c;
+        let AdamConsts { shrink, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_bias2_sqrt, eps, step_size } =
+            *k;
+        let (apply, shrink) = (shrink.is_some(), shrink.unwrap_or(1.0));
         let n = new_p.len();
         let (new_m, new_v, ps, gs, ms, vs) = (&mut new_m[..n], &mut new_v[..n], &ps[..n], &gs[..n], &ms[..n], &vs[..n]);
         for i in 0..n {
