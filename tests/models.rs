@@ -172,7 +172,8 @@ fn tempdir() -> std::path::PathBuf {
 /// The GPT's fused CPU ops (LayerNorm, linear + GELU, causal attention) against candle's per-op
 /// graph: logits, loss, every parameter gradient and the residual-stream taps, with and without
 /// dropout (which sends the attention weights through the per-op path), at T below the context,
-/// and at a T that spans several of the attention kernel's 64-row causal blocks.
+/// and at a T that spans several of the attention kernel's 64-row causal blocks. The fused block
+/// splits the batch of 3 into one shard per rayon thread: it runs on 1, 2 and 3 threads.
 #[test]
 fn gpt_fused_ops_match_the_per_op_graph() {
     use gradscope::models::{cross_entropy, Gpt};
@@ -214,12 +215,17 @@ fn gpt_fused_ops_match_the_per_op_graph() {
             }
             got
         };
-        let (fused, reference) = (run(RecurrentBackend::Fused), run(RecurrentBackend::Autograd));
-        assert_eq!(fused.len(), reference.len());
-        for ((name, f), (_, r)) in fused.iter().zip(&reference) {
-            let scale = r.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
-            for (a, b) in f.iter().zip(r) {
-                assert!((a - b).abs() <= 1e-4 * scale + 1e-6, "dropout {dropout}, {name}: {a} vs {b}");
+        let reference = run(RecurrentBackend::Autograd);
+        for threads in 1..=3 {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let fused = pool.install(|| run(RecurrentBackend::Fused));
+            assert_eq!(fused.len(), reference.len());
+            for ((name, f), (_, r)) in fused.iter().zip(&reference) {
+                let scale = r.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
+                for (a, b) in f.iter().zip(r) {
+                    let close = (a - b).abs() <= 1e-4 * scale + 1e-6;
+                    assert!(close, "dropout {dropout}, {threads} threads, {name}: {a} vs {b}");
+                }
             }
         }
     }

@@ -8,6 +8,10 @@
 //! takes x and its twelve parameters flattened into one vector, runs the same slice-level
 //! kernels as the single ops (`layer_norm`, `linear`, `attention`) and hands back ∂L/∂x and the
 //! parameters' gradients in one piece, which candle's `cat` backward splits per parameter.
+//!
+//! The batch is split into one shard of whole sequences per rayon thread, and each shard runs
+//! the whole block on its own (its inner loops stay parallel, so an idle thread can steal from a
+//! shard that finishes late). The shards' parameter gradients are added at the end.
 
 use super::attention::{self, Dims};
 use super::layer_norm::{backward_rows, forward_rows};
@@ -15,6 +19,7 @@ use super::linear::{affine, affine_grads, gelu_keeping_derivative, times_derivat
 use super::op::{cpu_slice, poisoned, storage_slice};
 use super::{add_assign, zeros};
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 use std::sync::Mutex;
 
 /// The parameters in the order they are flattened, with their shapes for model width C:
@@ -57,7 +62,8 @@ struct BlockOp {
     dims: Dims,
     eps: f32,
     save: bool,
-    saved: Mutex<Saved>,
+    /// The shard length in sequences (see [`shard_len`]) and one `Saved` per shard.
+    saved: Mutex<(usize, Vec<Saved>)>,
 }
 
 impl CustomOp2 for BlockOp {
@@ -73,25 +79,18 @@ impl CustomOp2 for BlockOp {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = self.dims;
-        let (n, c) = (d.b * d.t, d.c);
         let x = cpu_slice(s1, l1, "block input")?;
-        let [w1, b1, w_attn, b_attn, w_proj, b_proj, w2, b2, w_fc, b_fc, w_mp, b_mp] =
-            split(cpu_slice(s2, l2, "block parameters")?, c);
-        let (a, stats1) = forward_rows(x, w1, b1, self.eps); // (N, C)
-        let qkv = affine(&a, w_attn, b_attn, (n, c, 3 * c)); // (N, 3C)
-        let mut y = zeros(n * c); // (N, C)
-        let mut probs = zeros(d.b * d.nh * d.t * d.t); // (B, nh, T, T)
-        attention::forward(d, &qkv, &mut y, &mut probs);
-        let mut x1 = affine(&y, w_proj, b_proj, (n, c, c)); // (N, C)
-        add_assign(&mut x1, x);
-        let (bb, stats2) = forward_rows(&x1, w2, b2, self.eps); // (N, C)
-        let mut hidden = affine(&bb, w_fc, b_fc, (n, c, 4 * c)); // (N, 4C)
-        let deriv = gelu_keeping_derivative(&mut hidden);
-        let mut out = affine(&hidden, w_mp, b_mp, (n, 4 * c, c)); // (N, C)
-        add_assign(&mut out, &x1);
+        let params = split(cpu_slice(s2, l2, "block parameters")?, d.c);
+        let sequences = shard_len(d);
+        let shard = sequences * d.t * d.c;
+        let mut out = zeros(x.len()); // (B, T, C)
+        let saved: Vec<Saved> = out
+            .par_chunks_mut(shard)
+            .zip(x.par_chunks(shard))
+            .map(|(out, x)| forward_shard(Dims { b: x.len() / (d.t * d.c), ..d }, self.eps, x, &params, out))
+            .collect();
         if self.save {
-            *self.saved.lock().map_err(poisoned)? =
-                Saved { a, stats1, qkv, probs, y, x1, bb, stats2, hidden, deriv };
+            *self.saved.lock().map_err(poisoned)? = (sequences, saved);
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -104,44 +103,89 @@ impl CustomOp2 for BlockOp {
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let d = self.dims;
-        let (n, c) = (d.b * d.t, d.c);
         let grad_res = grad_res.to_dtype(DType::F32)?.contiguous()?;
         let (g_st, g_l) = grad_res.storage_and_layout();
         let (x_st, x_l) = x.storage_and_layout();
         let (p_st, p_l) = params.storage_and_layout();
         let dout = storage_slice(&g_st, g_l, "the block output's gradient")?;
         let xv = storage_slice(&x_st, x_l, "block input")?;
-        let [w1, _, w_attn, _, w_proj, _, w2, _, w_fc, _, w_mp, _] =
-            split(storage_slice(&p_st, p_l, "block parameters")?, c);
+        let weights = split(storage_slice(&p_st, p_l, "block parameters")?, d.c);
         // Taken: candle runs one backward pass per node.
-        let s = std::mem::take(&mut *self.saved.lock().map_err(poisoned)?);
-        if s.x1.len() != n * c {
+        let (sequences, saved) = std::mem::take(&mut *self.saved.lock().map_err(poisoned)?);
+        let shard = sequences * d.t * d.c;
+        if saved.is_empty() || saved.len() != xv.len().div_ceil(shard) {
             bail!("gpt block backward: the forward pass kept nothing");
         }
-        // Every gradient of a linear layer: ∂L/∂input, ∂L/∂W, ∂L/∂b.
-        let grads = |dy: &[f32], x: &[f32], w: &[f32], dims| match affine_grads(dy, x, w, dims, [true; 3]) {
-            (Some(dx), Some(dw), Some(db)) => (dx, dw, db),
-            _ => unreachable!("affine_grads returns what it is asked for"),
-        };
-        // out = x1 + c_proj(hidden): the MLP branch.
-        let (mut dpre, dw_mp, db_mp) = grads(dout, &s.hidden, w_mp, (n, 4 * c, c));
-        times_derivative(&mut dpre, &s.deriv); // (N, 4C)
-        let (dbb, dw_fc, db_fc) = grads(&dpre, &s.bb, w_fc, (n, c, 4 * c));
-        let (mut dx1, dw2, db2) = backward_rows(&dbb, &s.x1, w2, &s.stats2);
-        add_assign(&mut dx1, dout); // (N, C): both paths into x1
-
-        // x1 = x + c_proj(attn(c_attn(ln_1(x)))): the attention branch.
-        let (dy, dw_proj, db_proj) = grads(&dx1, &s.y, w_proj, (n, c, c));
-        let dqkv = attention::backward(d, &s.qkv, &s.probs, &dy); // (N, 3C)
-        let (da, dw_attn, db_attn) = grads(&dqkv, &s.a, w_attn, (n, c, 3 * c));
-        let (mut dx, dw1, db1) = backward_rows(&da, xv, w1, &s.stats1);
-        add_assign(&mut dx, &dx1);
-        // In `param_sizes` order.
-        let pieces = [dw1, db1, dw_attn, db_attn, dw_proj, db_proj, dw2, db2, dw_fc, db_fc, dw_mp, db_mp];
-        let dparams = pieces.concat();
+        let mut dx = zeros(xv.len()); // (B, T, C)
+        let parts: Vec<Vec<f32>> = dx
+            .par_chunks_mut(shard)
+            .zip(dout.par_chunks(shard).zip(xv.par_chunks(shard)))
+            .zip(saved.par_iter())
+            .map(|((dx, (dout, x)), s)| {
+                backward_shard(Dims { b: x.len() / (d.t * d.c), ..d }, dout, x, &weights, s, dx)
+            })
+            .collect();
+        // The shards' parameter gradients are partial sums over their rows.
+        let mut parts = parts.into_iter();
+        let mut dparams = parts.next().unwrap_or_default();
+        parts.for_each(|p| add_assign(&mut dparams, &p));
         let dx = Tensor::from_vec(dx, x.shape(), x.device())?;
         Ok((Some(dx), Some(Tensor::from_vec(dparams, params.shape(), params.device())?)))
     }
+}
+
+/// Sequences per shard: the batch is split into one contiguous shard per rayon thread, each
+/// running the whole block on its own core. A block of per-op parallel loops had ~25 fork-joins
+/// per block per step, and the rayon workers' sleeping and waking between them (futex, sched_yield)
+/// was ~14% of the samples of a nanoGPT-configuration step.
+fn shard_len(d: Dims) -> usize {
+    let shards = rayon::current_num_threads().clamp(1, d.b.max(1));
+    d.b.div_ceil(shards).max(1)
+}
+
+/// The block's forward pass over one shard of whole sequences, x (b, T, C) into `out`.
+fn forward_shard(d: Dims, eps: f32, x: &[f32], p: &[&[f32]; 12], out: &mut [f32]) -> Saved {
+    let (n, c) = (d.b * d.t, d.c);
+    let [w1, b1, w_attn, b_attn, w_proj, b_proj, w2, b2, w_fc, b_fc, w_mp, b_mp] = *p;
+    let (a, stats1) = forward_rows(x, w1, b1, eps); // (N, C)
+    let qkv = affine(&a, w_attn, b_attn, (n, c, 3 * c)); // (N, 3C)
+    let mut y = zeros(n * c); // (N, C)
+    let mut probs = zeros(d.b * d.nh * d.t * d.t); // (B, nh, T, T)
+    attention::forward(d, &qkv, &mut y, &mut probs);
+    let mut x1 = affine(&y, w_proj, b_proj, (n, c, c)); // (N, C)
+    add_assign(&mut x1, x);
+    let (bb, stats2) = forward_rows(&x1, w2, b2, eps); // (N, C)
+    let mut hidden = affine(&bb, w_fc, b_fc, (n, c, 4 * c)); // (N, 4C)
+    let deriv = gelu_keeping_derivative(&mut hidden);
+    let mlp = affine(&hidden, w_mp, b_mp, (n, 4 * c, c)); // (N, C)
+    out.iter_mut().zip(mlp.iter().zip(&x1)).for_each(|(o, (m, r))| *o = m + r);
+    Saved { a, stats1, qkv, probs, y, x1, bb, stats2, hidden, deriv }
+}
+
+/// The block's backward pass over one shard: ∂L/∂x into `dx`, and the shard's parameter
+/// gradients, concatenated in `param_sizes` order.
+fn backward_shard(d: Dims, dout: &[f32], x: &[f32], p: &[&[f32]; 12], s: &Saved, dx: &mut [f32]) -> Vec<f32> {
+    let (n, c) = (d.b * d.t, d.c);
+    let [w1, _, w_attn, _, w_proj, _, w2, _, w_fc, _, w_mp, _] = *p;
+    // Every gradient of a linear layer: ∂L/∂input, ∂L/∂W, ∂L/∂b.
+    let grads = |dy: &[f32], x: &[f32], w: &[f32], dims| match affine_grads(dy, x, w, dims, [true; 3]) {
+        (Some(dx), Some(dw), Some(db)) => (dx, dw, db),
+        _ => unreachable!("affine_grads returns what it is asked for"),
+    };
+    // out = x1 + c_proj(hidden): the MLP branch.
+    let (mut dpre, dw_mp, db_mp) = grads(dout, &s.hidden, w_mp, (n, 4 * c, c));
+    times_derivative(&mut dpre, &s.deriv); // (N, 4C)
+    let (dbb, dw_fc, db_fc) = grads(&dpre, &s.bb, w_fc, (n, c, 4 * c));
+    let (mut dx1, dw2, db2) = backward_rows(&dbb, &s.x1, w2, &s.stats2);
+    add_assign(&mut dx1, dout); // (N, C): both paths into x1
+
+    // x1 = x + c_proj(attn(c_attn(ln_1(x)))): the attention branch.
+    let (dy, dw_proj, db_proj) = grads(&dx1, &s.y, w_proj, (n, c, c));
+    let dqkv = attention::backward(d, &s.qkv, &s.probs, &dy); // (N, 3C)
+    let (da, dw_attn, db_attn) = grads(&dqkv, &s.a, w_attn, (n, c, 3 * c));
+    let (dx_ln, dw1, db1) = backward_rows(&da, x, w1, &s.stats1);
+    dx.iter_mut().zip(dx_ln.iter().zip(&dx1)).for_each(|(o, (a, b))| *o = a + b);
+    [dw1, db1, dw_attn, db_attn, dw_proj, db_proj, dw2, db2, dw_fc, db_fc, dw_mp, db_mp].concat()
 }
 
 /// One GPT block, `x + attn(ln_1(x))` then `+ mlp(ln_2(·))`, for `x` (B, T, C) and the
@@ -169,7 +213,7 @@ pub fn gpt_block(x: &Tensor, params: [&Tensor; 12], n_head: usize, eps: f64) -> 
         dims: Dims { b, t, c, nh: n_head },
         eps: eps as f32,
         save,
-        saved: Mutex::new(Saved::default()),
+        saved: Mutex::new((0, Vec::new())),
     };
     let x = x.contiguous()?;
     if save {
