@@ -229,3 +229,57 @@ fn fused_lstm_trains_at_one_hundred_thousand_steps_without_a_deep_stack() {
         assert!(g.iter().all(|v| v.is_finite()) && g.iter().any(|v| *v != 0.0));
     }
 }
+
+/// A sequence model's readout on both paths, for every cell, one and two layers: outputs, loss
+/// and every parameter gradient. On the fused path an LSTM's readout reads the kernel's result
+/// [h_t; c_{T-1}] directly (`RecurrentOutput::output_rows`) instead of its (B, T, H) view.
+#[test]
+fn sequence_model_readouts_agree_on_both_paths() {
+    use gradscope::models::{Family, InitScheme, ModelInput, SeqModelConfig};
+    for family in [Family::Rnn, Family::Lstm, Family::Gru] {
+        for layers in [1, 2] {
+            let cfg = SeqModelConfig {
+                family,
+                nonlinearity: Nonlinearity::Tanh,
+                input: ModelInput::Real { features: 3 },
+                output_size: 2,
+                hidden: 10,
+                layers,
+                heads: 1,
+                context: 9,
+                dropout: 0.0,
+                init: InitScheme::Pytorch,
+                init_gain: None,
+                forget_bias: None,
+            };
+            let (b, t) = (4, 9);
+            let x = randn(&[b, t, 3], 1, 1.0);
+            let weights = randn(&[b, t, 2], 2, 1.0);
+            let run = |backend: RecurrentBackend| {
+                let varmap = VarMap::new();
+                let model = cfg.init(&varmap, 7, &Device::Cpu).unwrap();
+                let opts = ForwardOptions { train: true, backend, ..Default::default() };
+                let out = model.forward(&x, None, &opts).unwrap();
+                let loss = (&out.outputs * &weights).unwrap().sum_all().unwrap();
+                let grads = loss.backward().unwrap();
+                let mut vars: Vec<(String, Var)> =
+                    varmap.data().lock().unwrap().clone().into_iter().collect();
+                vars.sort_by(|a, b| a.0.cmp(&b.0));
+                let mut got = vec![("outputs".to_string(), flat(&out.outputs)), ("loss".into(), flat(&loss))];
+                for (name, var) in vars {
+                    got.push((format!("grad.{name}"), flat(grads.get(var.as_tensor()).expect("a gradient"))));
+                }
+                got
+            };
+            let (fused, reference) = (run(RecurrentBackend::Fused), run(RecurrentBackend::Autograd));
+            assert_eq!(fused.len(), reference.len());
+            for ((name, f), (_, r)) in fused.iter().zip(&reference) {
+                assert_eq!(f.len(), r.len(), "{family:?} × {layers}, {name}");
+                let scale = r.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
+                for (a, w) in f.iter().zip(r) {
+                    assert!((a - w).abs() <= RTOL * scale, "{family:?} × {layers}, {name}: {a} vs {w}");
+                }
+            }
+        }
+    }
+}

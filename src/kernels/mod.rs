@@ -27,7 +27,7 @@ mod step_gemm;
 pub use attention::causal_attention;
 pub use block::gpt_block;
 pub use layer_norm::layer_norm;
-pub use linear::{linear, Activation};
+pub use linear::{linear, linear_leading_rows, Activation};
 pub use op::{fused_layer, pack_weights, Slot, StateGradSlots};
 
 /// A zeroed buffer, written by rayon's pool: `vec![0.0; len]` zeroes reused heap memory on the

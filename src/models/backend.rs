@@ -84,6 +84,16 @@ pub(super) fn recorded_tap(
 /// `w_ih_t` and `w_hh_t` are the transposed views (I, G·H) and (H, G·H) the autograd path uses;
 /// `b_ih`, `b_hh` (G·H,); `h0`/`c0` (B, H).
 #[allow(clippy::too_many_arguments)]
+/// One fused layer's results.
+pub(super) struct FusedLayerOutput {
+    /// h_t of every step (B, T, H), and the final states h_{T-1}, c_{T-1} (B, H).
+    pub h: Tensor,
+    pub h_n: Tensor,
+    pub c_n: Option<Tensor>,
+    /// For LSTM, the op's own result (B·T + B, H) = [h_t; c_{T-1}], of which `h` is a view.
+    pub rows: Option<Tensor>,
+}
+
 pub(super) fn run_fused(
     cell: CellKind,
     input: &Tensor,
@@ -92,7 +102,7 @@ pub(super) fn run_fused(
     h0: &Tensor,
     c0: Option<&Tensor>,
     slots: Option<&StateGradSlots>,
-) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+) -> Result<FusedLayerOutput> {
     let (b, t, _) = input.dims3()?;
     // Back to PyTorch's layouts (contiguous: the views are transposes of them).
     let weight = pack_weights(&w_ih_t.t()?, &w_hh_t.t()?, b_ih, b_hh)?; // (G·H, I + H + 2)
@@ -107,8 +117,8 @@ pub(super) fn run_fused(
         let hid = out.dim(1)?;
         let h = out.narrow(0, 0, b * t)?.reshape((b, t, hid))?; // contiguous: no copy
         let c_n = out.narrow(0, b * t, b)?; // (B, H)
-        Ok((h.clone(), last(&h)?, Some(c_n)))
+        Ok(FusedLayerOutput { h_n: last(&h)?, h, c_n: Some(c_n), rows: Some(out) })
     } else {
-        Ok((out.clone(), last(&out)?, None))
+        Ok(FusedLayerOutput { h_n: last(&out)?, h: out, c_n: None, rows: None })
     }
 }

@@ -317,12 +317,16 @@ impl SeqModel {
                 // its one-thread pool, and over every (b, t) it was serial time in each step.
                 let outputs = match head.bias() {
                     Some(bias) if opts.backend.use_fused(out.output.device(), out.output.dtype())? => {
-                        crate::kernels::linear(
-                            &out.output,
-                            head.weight(),
-                            bias,
-                            crate::kernels::Activation::Identity,
-                        )?
+                        let (b, t, _) = out.output.dims3()?;
+                        let identity = crate::kernels::Activation::Identity;
+                        match &out.output_rows {
+                            // The same rows, read from the op's result (see `output_rows`).
+                            Some(rows) => {
+                                crate::kernels::linear_leading_rows(rows, b * t, head.weight(), bias)?
+                                    .reshape((b, t, ()))?
+                            }
+                            None => crate::kernels::linear(&out.output, head.weight(), bias, identity)?,
+                        }
                     }
                     _ => head.forward(&out.output)?,
                 };
