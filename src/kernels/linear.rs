@@ -115,6 +115,9 @@ impl CustomOp3 for LinearOp {
 
 /// x·Wᵀ + b for x (n, i), W (o, i), b (o): (n, o), the bias seeding the product.
 pub(super) fn affine(x: &[f32], w: &[f32], b: &[f32], (n, i, o): (usize, usize, usize)) -> Vec<f32> {
+    if (1..=NARROW_OUT).contains(&o) {
+        return narrow::affine(x, w, b, (n, i, o));
+    }
     let mut y = zeros(n * o);
     matmul(&mut y, View::dense(0, n, o), false, x, View::dense(0, n, i), w, View::dense(0, o, i).t(), LARGE);
     // acc + b: the same single rounding as seeding the product with the bias.
@@ -150,6 +153,12 @@ pub(super) fn affine_grads(
     (n, i, o): (usize, usize, usize),
     need: [bool; 3],
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>, Option<Vec<f32>>) {
+    if (1..=NARROW_OUT).contains(&o) {
+        let dx = need[0].then(|| narrow::input_grad(dy, w, (n, i, o)));
+        let dw = need[1].then(|| narrow::weight_grad(dy, x, (n, i, o)));
+        let db = need[2].then(|| narrow::weight_grad(dy, &vec![1.0; n], (n, 1, o)));
+        return (dx, dw, db);
+    }
     let dx = need[0].then(|| {
         let mut dx = zeros(n * i);
         matmul(
@@ -191,6 +200,66 @@ pub(super) fn affine_grads(
         db
     });
     (dx, dw, db)
+}
+
+/// Outputs up to this many per row take [`narrow`]'s row loops instead of a GEMM.
+const NARROW_OUT: usize = 16;
+
+/// A linear map onto a few outputs per row (a regression or small-class readout, o = 1 for the
+/// adding task) as row loops over rayon's pool. As GEMMs these are k = 1 or n = 1 products whose
+/// work gemm's heuristics judged too small to split, so they ran on the calling thread (candle's
+/// main thread): ~4% of a tanh RNN training step's samples with both workers idle.
+mod narrow {
+    use crate::kernels::math::dot_lanes;
+    use crate::kernels::zeros;
+    use rayon::prelude::*;
+
+    /// Rows per rayon task.
+    const ROWS: usize = 1024;
+
+    /// x (n, i)·Wᵀ + b: (n, o).
+    pub(super) fn affine(x: &[f32], w: &[f32], b: &[f32], (n, i, o): (usize, usize, usize)) -> Vec<f32> {
+        let mut y = vec![0f32; n * o];
+        y.par_chunks_mut(ROWS * o).zip(x.par_chunks(ROWS * i.max(1))).for_each(|(y, x)| {
+            for (y, x) in y.chunks_exact_mut(o).zip(x.chunks_exact(i.max(1))) {
+                for (j, y) in y.iter_mut().enumerate() {
+                    *y = dot_lanes(x, &w[j * i..(j + 1) * i]) + b[j];
+                }
+            }
+        });
+        y
+    }
+
+    /// ∂L/∂x = dy (n, o)·W (o, i): (n, i).
+    pub(super) fn input_grad(dy: &[f32], w: &[f32], (n, i, o): (usize, usize, usize)) -> Vec<f32> {
+        let mut dx = zeros(n * i);
+        dx.par_chunks_mut(ROWS * i.max(1)).zip(dy.par_chunks(ROWS * o)).for_each(|(dx, dy)| {
+            for (dx, dy) in dx.chunks_exact_mut(i.max(1)).zip(dy.chunks_exact(o)) {
+                for (j, &g) in dy.iter().enumerate() {
+                    dx.iter_mut().zip(&w[j * i..(j + 1) * i]).for_each(|(d, w)| *d += g * w);
+                }
+            }
+        });
+        dx
+    }
+
+    /// ∂L/∂W = dyᵀ (o, n)·x (n, i): (o, i), partial sums per block of rows added after.
+    pub(super) fn weight_grad(dy: &[f32], x: &[f32], (_n, i, o): (usize, usize, usize)) -> Vec<f32> {
+        let partial = |(dy, x): (&[f32], &[f32])| {
+            let mut dw = vec![0f32; o * i];
+            for (dy, x) in dy.chunks_exact(o).zip(x.chunks_exact(i.max(1))) {
+                for (j, &g) in dy.iter().enumerate() {
+                    dw[j * i..(j + 1) * i].iter_mut().zip(x).for_each(|(d, x)| *d += g * x);
+                }
+            }
+            dw
+        };
+        let parts: Vec<Vec<f32>> =
+            dy.par_chunks(ROWS * o).zip(x.par_chunks(ROWS * i.max(1))).map(partial).collect();
+        let mut dw = vec![0f32; o * i];
+        parts.iter().for_each(|p| dw.iter_mut().zip(p).for_each(|(d, g)| *d += g));
+        dw
+    }
 }
 
 /// `act(x·weightᵀ + bias)` for `x` (…, in), `weight` (out, in) (PyTorch's layout), `bias` (out),
