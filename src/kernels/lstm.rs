@@ -7,42 +7,54 @@
 //! bit-identically, rather than stored.
 
 use super::gemm::{weight_grad, View};
-use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, Packed};
+use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, NarrowProjection, Packed};
 use super::math::{sigmoid_in_place, simd_fn, tanh, tanh_in_place};
 use super::step_gemm::{matmul_packed, PackedB};
 use super::{Dims, Grads, Saved};
 
 /// Returns the result (B·T + B, H) and, when `save`, what backward needs.
 pub fn forward(d: Dims, x: &[f32], w: &[f32], state: &[f32], save: bool) -> (Vec<f32>, Saved) {
-    let Dims { b, t, h, .. } = d;
+    let Dims { b, t, h, i } = d;
     let p = Packed::new(d, 4);
     let g4 = 4 * h;
     let (h0, c0) = state.split_at(b * h);
     // Pre-activations x W_ihᵀ + b_ih + b_hh, turned into the activations in place step by step.
-    let mut gates = project_inputs(d, p, x, w, true); // (B, T, 4H)
-    let mut cells = vec![0f32; b * t * h]; // (B, T, H)
+    // Narrow inputs are projected a step at a time (see `NarrowProjection`); then, without a
+    // backward pass, one step's rows are all the buffer holds.
+    let per_step = NarrowProjection::new(p, w, true);
+    let mut gates = match (&per_step, save) {
+        (Some(_), true) => vec![0f32; b * t * g4],     // (B, T, 4H)
+        (Some(_), false) => vec![0f32; b * g4],        // (B, 4H)
+        (None, _) => project_inputs(d, p, x, w, true), // (B, T, 4H)
+    };
+    let one_step = per_step.is_some() && !save;
+    let mut cells = vec![0f32; if save { b * t * h } else { 0 }]; // (B, T, H), for backward
     let mut out = vec![0f32; b * t * h + b * h]; // (B·T + B, H)
     let w_t = PackedB::new(w, p.w_hh().t()); // W_hhᵀ (H, 4H)
                                              // The step's product runs on contiguous copies: in (B, T, ·) buffers one step's rows are
                                              // T·row apart, a stride that maps them all to the same cache sets.
     let mut h_prev = h0.to_vec(); // (B, H): h_{t-1}
+    let (mut c_prev, mut c_next) = (c0.to_vec(), vec![0f32; b * h]); // (B, H): c_{t-1}, c_t
     let mut rec = vec![0f32; b * g4]; // (B, 4H): W_hh h_{t-1}
     for step in 0..t {
         matmul_packed(&mut rec, View::dense(0, b, g4), false, &h_prev, View::dense(0, b, h), &w_t);
         for k in 0..b {
             let row = k * t + step;
-            let g = &mut gates[row * g4..][..g4];
-            let (c_before, c_cur) = cells.split_at_mut(row * h);
-            let c_prev = if step == 0 { &c0[k * h..][..h] } else { &c_before[(row - 1) * h..][..h] };
+            let g = &mut gates[if one_step { k } else { row } * g4..][..g4];
+            if let Some(proj) = &per_step {
+                proj.row(g, &x[row * i..][..i]);
+            }
+            let (c_in, c_out) = (&c_prev[k * h..][..h], &mut c_next[k * h..][..h]);
             let h_out = &mut out[row * h..][..h];
-            forward_row(g, &rec[k * g4..][..g4], c_prev, &mut c_cur[..h], h_out);
+            forward_row(g, &rec[k * g4..][..g4], c_in, c_out, h_out);
             h_prev[k * h..][..h].copy_from_slice(h_out);
+            if save {
+                cells[row * h..][..h].copy_from_slice(c_out);
+            }
         }
+        std::mem::swap(&mut c_prev, &mut c_next);
     }
-    let bth = b * t * h;
-    for k in 0..b {
-        out[bth + k * h..][..h].copy_from_slice(&cells[(k * t + t - 1) * h..][..h]);
-    }
+    out[b * t * h..].copy_from_slice(&c_prev); // c_{T-1}
     (out, if save { Saved::Lstm { gates, cells } } else { Saved::Nothing })
 }
 
