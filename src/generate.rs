@@ -67,7 +67,7 @@ pub fn generate(
         bail!("the prompt encodes to no tokens");
     }
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    let infer = ForwardOptions::default();
+    let infer = ForwardOptions { no_grad: true, ..Default::default() };
     let mut out = Vec::with_capacity(opts.tokens);
     let ids = |v: &[u32]| Tensor::from_vec(v.to_vec(), (1, v.len()), device);
     if model.recurrent().is_some() {

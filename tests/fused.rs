@@ -41,7 +41,7 @@ fn run(
     let c0 = Var::from_tensor(&randn(&[l, b, h], 3, 0.5)).unwrap();
     let lstm = cfg.cell.has_cell_state();
     let state = RecurrentState { h: h0.as_tensor().clone(), c: lstm.then(|| c0.as_tensor().clone()) };
-    let opts = ForwardOptions { train, dropout_seed: 5, record_state_grads: record, backend };
+    let opts = ForwardOptions { train, dropout_seed: 5, record_state_grads: record, backend, no_grad: false };
     let out = model.forward_with(x.as_tensor(), Some(&state), &opts).unwrap();
 
     // L = Σ out·P + Σ h_n·Q (+ Σ c_n·R): every output and every final state reaches the loss.
@@ -282,4 +282,32 @@ fn sequence_model_readouts_agree_on_both_paths() {
             }
         }
     }
+}
+
+/// `no_grad` (nothing kept for backward) gives bit-identical outputs and final states on both
+/// paths, for every cell, narrow (projected step by step) and wide inputs, one and two layers;
+/// asking it for taps is an error.
+#[test]
+fn no_grad_forward_gives_the_same_outputs_and_keeps_no_graph() {
+    for cell in cells() {
+        for (input, layers) in [(3, 1), (20, 2)] {
+            let cfg = RecurrentConfig::new(cell, input, 8).with_layers(layers);
+            let model: Recurrent = cfg.init(&VarMap::new(), "", 4, &Device::Cpu).unwrap();
+            let x = randn(&[9, 11, input], 1, 1.0);
+            for backend in [RecurrentBackend::Fused, RecurrentBackend::Autograd] {
+                let run = |no_grad| {
+                    let opts = ForwardOptions { backend, no_grad, ..Default::default() };
+                    model.forward_with(&x, None, &opts).unwrap()
+                };
+                let (with, without) = (run(false), run(true));
+                assert!(with.output.track_op() && !without.output.track_op(), "{cell:?} {backend:?}");
+                assert_eq!(flat(&with.output), flat(&without.output), "{cell:?} {backend:?} I={input}");
+                assert_eq!(flat(&with.state.h), flat(&without.state.h), "{cell:?} {backend:?} I={input}");
+            }
+        }
+    }
+    let model: Recurrent = RecurrentConfig::lstm(2, 4).init(&VarMap::new(), "", 0, &Device::Cpu).unwrap();
+    let opts = ForwardOptions { no_grad: true, record_state_grads: true, ..Default::default() };
+    let err = model.forward_with(&randn(&[1, 3, 2], 1, 1.0), None, &opts).err().expect("refused").to_string();
+    assert!(err.contains("no_grad"), "{err}");
 }

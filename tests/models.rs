@@ -201,7 +201,13 @@ fn gpt_fused_ops_match_the_per_op_graph() {
         };
         let (tokens, targets) = (ids(1), ids(2));
         let run = |backend: RecurrentBackend| {
-            let opts = ForwardOptions { train: true, dropout_seed: 9, record_state_grads: true, backend };
+            let opts = ForwardOptions {
+                train: true,
+                dropout_seed: 9,
+                record_state_grads: true,
+                backend,
+                no_grad: false,
+            };
             let out = model.forward_with(&tokens, &opts).unwrap();
             let loss = cross_entropy(&out.logits, &targets).unwrap();
             let grads = loss.backward().unwrap();

@@ -170,7 +170,9 @@ impl SpeedWorkload {
     /// One step: forward, loss, backward, update (forward only for `*_forward`).
     pub fn step(&mut self) -> Result<()> {
         let train = !self.forward_only;
-        let opts = ForwardOptions { train, backend: self.backend, ..Default::default() };
+        // Forward-only is inference, as PyTorch's side runs it under `torch.no_grad()`.
+        let opts =
+            ForwardOptions { train, backend: self.backend, no_grad: self.forward_only, ..Default::default() };
         let loss = match &self.kind {
             Kind::Recurrent { task, batch } => {
                 let out = self.model.forward(&batch.inputs, None, &opts)?;

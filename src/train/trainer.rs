@@ -83,7 +83,8 @@ pub fn evaluate(model: &SeqModel, task: &dyn Task, set: &[Batch]) -> Result<Metr
         }
     };
     for batch in set {
-        let out = model.forward(&batch.inputs, None, &ForwardOptions::default())?;
+        let out =
+            model.forward(&batch.inputs, None, &ForwardOptions { no_grad: true, ..Default::default() })?;
         let m = task.metrics(&out.outputs, batch)?;
         let w = batch.size()? as f64;
         total.loss += m.loss * w;
@@ -205,6 +206,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
             dropout_seed: derive_seed(cfg.seed, step, 2),
             record_state_grads: false,
             backend: cfg.backend,
+            no_grad: false,
         };
         let out = model.forward(&batch.inputs, state.carried.as_ref(), &fwd)?;
         let next_carried = if cfg.tbptt { out.state.as_ref().map(RecurrentState::detach) } else { None };
