@@ -5,7 +5,7 @@
 //! op's result, which candle hands back to `bwd`.
 
 use super::gemm::{weight_grad, View};
-use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, Packed};
+use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, NarrowProjection, Packed};
 use super::math::{sigmoid_in_place, simd_fn, tanh_in_place};
 use super::step_gemm::{matmul_packed, PackedB};
 use super::{Dims, Grads};
@@ -45,8 +45,13 @@ simd_fn! {
 pub fn forward(act: Nonlinearity, d: Dims, x: &[f32], w: &[f32], h0: &[f32]) -> Vec<f32> {
     let Dims { b, t, h, .. } = d;
     let p = Packed::new(d, 1);
-    // Pre-activations x W_ihᵀ + b_ih + b_hh, turned into the outputs in place step by step.
-    let mut out = project_inputs(d, p, x, w, true); // (B, T, H)
+    // Pre-activations x W_ihᵀ + b_ih + b_hh, turned into the outputs in place step by step;
+    // narrow inputs are projected a step at a time (see `NarrowProjection`).
+    let per_step = NarrowProjection::new(p, w, true);
+    let mut out = match &per_step {
+        Some(_) => vec![0f32; b * t * h],
+        None => project_inputs(d, p, x, w, true),
+    }; // (B, T, H)
     let mut rec = vec![0f32; b * h]; // (B, H): W_hh h_{t-1}
     let w_t = PackedB::new(w, p.w_hh().t()); // W_hhᵀ (H, H)
                                              // h_{t-1} as a contiguous copy: one step's rows of (B, T, H) are T·H apart, a stride that maps
@@ -56,6 +61,9 @@ pub fn forward(act: Nonlinearity, d: Dims, x: &[f32], w: &[f32], h0: &[f32]) -> 
         matmul_packed(&mut rec, View::dense(0, b, h), false, &h_prev, View::dense(0, b, h), &w_t);
         for k in 0..b {
             let row = &mut out[(k * t + step) * h..][..h];
+            if let Some(proj) = &per_step {
+                proj.row(row, &x[(k * t + step) * d.i..][..d.i]);
+            }
             add_activate(act, row, &rec[k * h..][..h]);
             h_prev[k * h..][..h].copy_from_slice(row);
         }
