@@ -275,11 +275,6 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor, act: Activation) -> Re
             bias.dims()
         );
     }
-    for v in [x, weight, bias] {
-        if !v.device().is_cpu() || v.dtype() != DType::F32 {
-            bail!("linear kernel: needs f32 on the CPU, got {:?} on {:?}", v.dtype(), v.device());
-        }
-    }
     let rows = x.elem_count() / i.max(1);
     apply(x, weight, bias, act, (rows, i, o), rows)
 }
@@ -298,11 +293,6 @@ pub fn linear_leading_rows(x: &Tensor, rows: usize, weight: &Tensor, bias: &Tens
             bias.dims()
         );
     }
-    for v in [x, weight, bias] {
-        if !v.device().is_cpu() || v.dtype() != DType::F32 {
-            bail!("linear kernel: needs f32 on the CPU, got {:?} on {:?}", v.dtype(), v.device());
-        }
-    }
     apply(x, weight, bias, Activation::Identity, (rows, i, o), r)
 }
 
@@ -314,6 +304,11 @@ fn apply(
     dims: (usize, usize, usize),
     input_rows: usize,
 ) -> Result<Tensor> {
+    for v in [x, weight, bias] {
+        if !v.device().is_cpu() || v.dtype() != DType::F32 {
+            bail!("linear kernel: needs f32 on the CPU, got {:?} on {:?}", v.dtype(), v.device());
+        }
+    }
     let save = x.track_op() || weight.track_op() || bias.track_op();
     let op = LinearOp { act, dims, input_rows, deriv: Mutex::new(Vec::new()), save };
     let (x, weight, bias) = (x.contiguous()?, weight.contiguous()?, bias.contiguous()?);
