@@ -5,7 +5,7 @@
 //! Saved for backward: r, z, n (B, T, 3H, written over the input projection) and hw_n (B, T, H).
 
 use super::gemm::{weight_grad, View};
-use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, NarrowProjection, Packed};
+use super::layer::{column_sums, input_grads, pre_activations, set_bias_grads, Packed};
 use super::math::{sigmoid, simd_fn, tanh};
 use super::step_gemm::{matmul_packed, PackedB};
 use super::{Dims, Grads, Saved};
@@ -17,13 +17,8 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], h0: &[f32], save: bool) -> (Vec<f3
     let g3 = 3 * h;
     // xw = x W_ihᵀ + b_ih, then [r | z | n]. Narrow inputs are projected a step at a time (see
     // `NarrowProjection`); then, without a backward pass, one step's rows are all that is kept.
-    let per_step = NarrowProjection::new(p, w, false);
+    let (mut gates, per_step) = pre_activations(d, p, x, w, false, save); // (B, T, 3H), or (B, 3H)
     let one_step = per_step.is_some() && !save;
-    let mut gates = match (&per_step, save) {
-        (Some(_), true) => vec![0f32; b * t * g3],
-        (Some(_), false) => vec![0f32; b * g3],
-        (None, _) => project_inputs(d, p, x, w, false),
-    }; // (B, T, 3H), or (B, 3H)
     let mut hn = vec![0f32; if save { b * t * h } else { b * h }]; // (B, T, H), or (B, H)
     let mut out = vec![0f32; b * t * h]; // (B, T, H)
     let b_hh: Vec<f32> = (0..g3).map(|r| w[p.b_ih(r) + 1]).collect(); // (3H,)

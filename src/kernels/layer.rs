@@ -93,8 +93,26 @@ impl NarrowProjection {
     }
 }
 
+/// The buffer a time loop turns into its pre-activations, and the projection it makes per step.
+/// Wide inputs: the whole-sequence projection, (B·T, G·H), and `None`. Narrow inputs: a zeroed
+/// buffer and a [`NarrowProjection`]; without `keep_all` (nothing will read the buffer after the
+/// step) it holds one step's rows, (B, G·H).
+pub fn pre_activations(
+    d: Dims,
+    p: Packed,
+    x: &[f32],
+    w: &[f32],
+    with_b_hh: bool,
+    keep_all: bool,
+) -> (Vec<f32>, Option<NarrowProjection>) {
+    match NarrowProjection::new(p, w, with_b_hh) {
+        Some(proj) => (vec![0f32; if keep_all { d.b * d.t } else { d.b } * p.gh], Some(proj)),
+        None => (project_inputs(d, p, x, w, with_b_hh), None),
+    }
+}
+
 /// x W_ihᵀ + b_ih (+ b_hh when `with_b_hh`) for every (b, t): (B·T, G·H), one GEMM.
-pub fn project_inputs(d: Dims, p: Packed, x: &[f32], w: &[f32], with_b_hh: bool) -> Vec<f32> {
+fn project_inputs(d: Dims, p: Packed, x: &[f32], w: &[f32], with_b_hh: bool) -> Vec<f32> {
     let rows = d.b * d.t;
     let mut out = Vec::with_capacity(rows * p.gh); // (B·T, G·H)
     if let Some(proj) = NarrowProjection::new(p, w, with_b_hh) {

@@ -153,13 +153,11 @@ pub(super) fn affine_grads(
     (n, i, o): (usize, usize, usize),
     need: [bool; 3],
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>, Option<Vec<f32>>) {
-    if (1..=NARROW_OUT).contains(&o) {
-        let dx = need[0].then(|| narrow::input_grad(dy, w, (n, i, o)));
-        let dw = need[1].then(|| narrow::weight_grad(dy, x, (n, i, o)));
-        let db = need[2].then(|| narrow::weight_grad(dy, &vec![1.0; n], (n, 1, o)));
-        return (dx, dw, db);
-    }
+    let narrow = (1..=NARROW_OUT).contains(&o);
     let dx = need[0].then(|| {
+        if narrow {
+            return narrow::input_grad(dy, w, (n, i, o));
+        }
         let mut dx = zeros(n * i);
         matmul(
             &mut dx,
@@ -174,6 +172,9 @@ pub(super) fn affine_grads(
         dx
     });
     let dw = need[1].then(|| {
+        if narrow {
+            return narrow::weight_grad(dy, x, (n, i, o));
+        }
         let mut dw = vec![0f32; o * i];
         matmul(
             &mut dw,

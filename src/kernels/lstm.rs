@@ -7,7 +7,7 @@
 //! bit-identically, rather than stored.
 
 use super::gemm::{weight_grad, View};
-use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, NarrowProjection, Packed};
+use super::layer::{column_sums, input_grads, pre_activations, set_bias_grads, Packed};
 use super::math::{sigmoid_in_place, simd_fn, tanh, tanh_in_place};
 use super::step_gemm::{matmul_packed, PackedB};
 use super::{Dims, Grads, Saved};
@@ -21,12 +21,7 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], state: &[f32], save: bool) -> (Vec
     // Pre-activations x W_ihᵀ + b_ih + b_hh, turned into the activations in place step by step.
     // Narrow inputs are projected a step at a time (see `NarrowProjection`); then, without a
     // backward pass, one step's rows are all the buffer holds.
-    let per_step = NarrowProjection::new(p, w, true);
-    let mut gates = match (&per_step, save) {
-        (Some(_), true) => vec![0f32; b * t * g4],     // (B, T, 4H)
-        (Some(_), false) => vec![0f32; b * g4],        // (B, 4H)
-        (None, _) => project_inputs(d, p, x, w, true), // (B, T, 4H)
-    };
+    let (mut gates, per_step) = pre_activations(d, p, x, w, true, save); // (B, T, 4H), or (B, 4H)
     let one_step = per_step.is_some() && !save;
     let mut cells = vec![0f32; if save { b * t * h } else { 0 }]; // (B, T, H), for backward
     let mut out = vec![0f32; b * t * h + b * h]; // (B·T + B, H)

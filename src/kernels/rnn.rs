@@ -5,7 +5,7 @@
 //! op's result, which candle hands back to `bwd`.
 
 use super::gemm::{weight_grad, View};
-use super::layer::{column_sums, input_grads, project_inputs, set_bias_grads, NarrowProjection, Packed};
+use super::layer::{column_sums, input_grads, pre_activations, set_bias_grads, Packed};
 use super::math::{sigmoid_in_place, simd_fn, tanh_in_place};
 use super::step_gemm::{matmul_packed, PackedB};
 use super::{Dims, Grads};
@@ -47,11 +47,7 @@ pub fn forward(act: Nonlinearity, d: Dims, x: &[f32], w: &[f32], h0: &[f32]) -> 
     let p = Packed::new(d, 1);
     // Pre-activations x W_ihᵀ + b_ih + b_hh, turned into the outputs in place step by step;
     // narrow inputs are projected a step at a time (see `NarrowProjection`).
-    let per_step = NarrowProjection::new(p, w, true);
-    let mut out = match &per_step {
-        Some(_) => vec![0f32; b * t * h],
-        None => project_inputs(d, p, x, w, true),
-    }; // (B, T, H)
+    let (mut out, per_step) = pre_activations(d, p, x, w, true, true); // (B, T, H)
     let mut rec = vec![0f32; b * h]; // (B, H): W_hh h_{t-1}
     let w_t = PackedB::new(w, p.w_hh().t()); // W_hhᵀ (H, H)
                                              // h_{t-1} as a contiguous copy: one step's rows of (B, T, H) are T·H apart, a stride that maps

@@ -79,11 +79,6 @@ pub(super) fn recorded_tap(
     (tap, slots)
 }
 
-/// One layer on the fused path; returns (outputs (B, T, H), h_{T-1}, c_{T-1}) like `run_layer`.
-///
-/// `w_ih_t` and `w_hh_t` are the transposed views (I, G·H) and (H, G·H) the autograd path uses;
-/// `b_ih`, `b_hh` (G·H,); `h0`/`c0` (B, H).
-#[allow(clippy::too_many_arguments)]
 /// One fused layer's results.
 pub(super) struct FusedLayerOutput {
     /// h_t of every step (B, T, H), and the final states h_{T-1}, c_{T-1} (B, H).
@@ -94,6 +89,11 @@ pub(super) struct FusedLayerOutput {
     pub rows: Option<Tensor>,
 }
 
+/// One layer on the fused path; returns the outputs (B, T, H) and the final states, like `run_layer`.
+///
+/// `w_ih_t` and `w_hh_t` are the transposed views (I, G·H) and (H, G·H) the autograd path uses;
+/// `b_ih`, `b_hh` (G·H,); `h0`/`c0` (B, H).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn run_fused(
     cell: CellKind,
     input: &Tensor,
