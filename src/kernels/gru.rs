@@ -5,10 +5,10 @@
 //! Saved for backward: r, z, n (B, T, 3H, written over the input projection) and hw_n (B, T, H).
 
 use super::gemm::{weight_grad, View};
-use super::layer::{column_sums, input_grads, pre_activations, set_bias_grads, Packed};
+use super::layer::{add_row, input_grads, pre_activations, set_bias_grads, Packed};
 use super::math::{sigmoid, simd_fn, tanh};
 use super::step_gemm::{matmul_packed, PackedB};
-use super::{Dims, Grads, Saved};
+use super::{unfilled, Dims, Grads, Saved};
 
 /// Returns the outputs (B, T, H) and, when `save`, what backward needs.
 pub fn forward(d: Dims, x: &[f32], w: &[f32], h0: &[f32], save: bool) -> (Vec<f32>, Saved) {
@@ -19,8 +19,8 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], h0: &[f32], save: bool) -> (Vec<f3
     // `NarrowProjection`); then, without a backward pass, one step's rows are all that is kept.
     let (mut gates, per_step) = pre_activations(d, p, x, w, false, save); // (B, T, 3H), or (B, 3H)
     let one_step = per_step.is_some() && !save;
-    let mut hn = vec![0f32; if save { b * t * h } else { b * h }]; // (B, T, H), or (B, H)
-    let mut out = vec![0f32; b * t * h]; // (B, T, H)
+    let mut hn = unfilled(if save { b * t * h } else { b * h }); // (B, T, H), or (B, H)
+    let mut out = unfilled(b * t * h); // (B, T, H)
     let b_hh: Vec<f32> = (0..g3).map(|r| w[p.b_ih(r) + 1]).collect(); // (3H,)
     let w_t = PackedB::new(w, p.w_hh().t()); // W_hhᵀ (H, 3H)
     let mut hw = vec![0f32; b * g3]; // (B, 3H)
@@ -88,15 +88,17 @@ pub fn backward(
     let Dims { b, t, h, .. } = d;
     let p = Packed::new(d, 3);
     let g3 = 3 * h;
-    let mut dxw = vec![0f32; b * t * g3]; // (B, T, 3H): ∂L/∂xw
-                                          // ∂L/∂hw_n differs from ∂L/∂xw_n by the factor r; the r and z blocks of ∂L/∂hw equal dxw's.
-    let mut dhn = vec![0f32; b * t * h]; // (B, T, H)
+    let mut dxw = unfilled(b * t * g3); // (B, T, 3H): ∂L/∂xw
+                                        // ∂L/∂hw_n differs from ∂L/∂xw_n by the factor r; the r and z blocks of ∂L/∂hw equal dxw's.
+    let mut dhn = unfilled(b * t * h); // (B, T, H)
     let mut dh = vec![0f32; b * h]; // (B, H): into h_t through W_hh at step t + 1, then the total
     let mut direct = vec![0f32; b * h]; // (B, H): into h_t through z_{t+1}·h_t
     let (w_rz, w_n) = (p.w_hh_rows(0, 2 * h), p.w_hh_rows(2 * h, h));
     let (wp_rz, wp_n) = (PackedB::new(w, w_rz), PackedB::new(w, w_n)); // (2H, H), (H, H)
                                                                        // The last step's ∂L/∂hw_rz and ∂L/∂hw_n as contiguous copies (see `forward`).
     let (mut drz_next, mut dhn_next) = (vec![0f32; b * 2 * h], vec![0f32; b * h]); // (B, 2H), (B, H)
+                                                                                   // ∂L/∂b_ih (3H) and the n block of ∂L/∂b_hh (H); b_hh's r and z blocks equal b_ih's.
+    let (mut db_ih, mut db_hn) = (vec![0f32; g3], vec![0f32; h]);
     let recurrent = |dh: &mut [f32], drz: &[f32], dhn: &[f32]| {
         let dv = View::dense(0, b, h);
         matmul_packed(dh, dv, false, drz, View::dense(0, b, 2 * h), &wp_rz);
@@ -119,6 +121,8 @@ pub fn backward(
             backward_row(dh_row, direct_row, dxw_row, dhn_out, g, h_prev, s, shn);
             drz_next[k * 2 * h..][..2 * h].copy_from_slice(&dxw_row[..2 * h]);
             dhn_next[k * h..][..h].copy_from_slice(dhn_out);
+            add_row(&mut db_ih, dxw_row);
+            add_row(&mut db_hn, dhn_out);
             if let Some(tap) = tap_h.as_deref_mut() {
                 tap[row * h..][..h].copy_from_slice(dh_row);
             }
@@ -132,9 +136,7 @@ pub fn backward(
     weight_grad(&mut dw, w_rz, &dxw, 0, g3, out, 0, h, h0, (b, t));
     weight_grad(&mut dw, w_n, &dhn, 0, h, out, 0, h, h0, (b, t));
     let dx = input_grads(d, p, x, w, &dxw, &mut dw, need_dx);
-    let db_ih = column_sums(&dxw, b * t, g3, 0, g3);
-    let mut db_hh = column_sums(&dxw, b * t, g3, 0, 2 * h);
-    db_hh.extend(column_sums(&dhn, b * t, h, 0, h));
+    let db_hh: Vec<f32> = db_ih[..2 * h].iter().chain(&db_hn).copied().collect(); // (3H,)
     set_bias_grads(&mut dw, p, &db_ih, &db_hh);
     Grads { dx, dw, dstate: dh0 }
 }

@@ -7,10 +7,10 @@
 //! bit-identically, rather than stored.
 
 use super::gemm::{weight_grad, View};
-use super::layer::{column_sums, input_grads, pre_activations, set_bias_grads, Packed};
+use super::layer::{add_row, input_grads, pre_activations, set_bias_grads, Packed};
 use super::math::{sigmoid_in_place, simd_fn, tanh, tanh_in_place};
 use super::step_gemm::{matmul_packed, PackedB};
-use super::{Dims, Grads, Saved};
+use super::{unfilled, Dims, Grads, Saved};
 
 /// Returns the result (B·T + B, H) and, when `save`, what backward needs.
 pub fn forward(d: Dims, x: &[f32], w: &[f32], state: &[f32], save: bool) -> (Vec<f32>, Saved) {
@@ -23,8 +23,8 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], state: &[f32], save: bool) -> (Vec
     // backward pass, one step's rows are all the buffer holds.
     let (mut gates, per_step) = pre_activations(d, p, x, w, true, save); // (B, T, 4H), or (B, 4H)
     let one_step = per_step.is_some() && !save;
-    let mut cells = vec![0f32; if save { b * t * h } else { 0 }]; // (B, T, H), for backward
-    let mut out = vec![0f32; b * t * h + b * h]; // (B·T + B, H)
+    let mut cells = unfilled(if save { b * t * h } else { 0 }); // (B, T, H), for backward
+    let mut out = unfilled(b * t * h + b * h); // (B·T + B, H)
     let w_t = PackedB::new(w, p.w_hh().t()); // W_hhᵀ (H, 4H)
                                              // The step's product runs on contiguous copies: in (B, T, ·) buffers one step's rows are
                                              // T·row apart, a stride that maps them all to the same cache sets.
@@ -73,13 +73,14 @@ pub fn backward(
     let g4 = 4 * h;
     let (h0, c0) = state.split_at(b * h);
     let bth = b * t * h;
-    let mut dxw = vec![0f32; b * t * g4]; // (B, T, 4H): ∂L/∂a_t
+    let mut dxw = unfilled(b * t * g4); // (B, T, 4H): ∂L/∂a_t
     let mut dh = vec![0f32; b * h]; // (B, H): into h_t from step t + 1, then the total
                                     // (B, H): into c_t from c_{t+1} = f_{t+1} c_t + …; at T − 1 from outside, through c_n.
     let mut dc_next = grad[bth..bth + b * h].to_vec();
     let mut dc = vec![0f32; b * h]; // (B, H): total ∂L/∂c_t of this step
     let w_v = PackedB::new(w, p.w_hh()); // W_hh (4H, H)
     let mut dg_next = vec![0f32; b * g4]; // (B, 4H): ∂L/∂a_{t+1}, contiguous (see `forward`)
+    let mut db = vec![0f32; g4]; // (4H,): ∂L/∂b_ih = ∂L/∂b_hh
     for step in (0..t).rev() {
         if step + 1 < t {
             matmul_packed(&mut dh, View::dense(0, b, h), false, &dg_next, View::dense(0, b, g4), &w_v);
@@ -96,6 +97,7 @@ pub fn backward(
             let dcn_row = &mut dc_next[k * h..][..h];
             backward_row(dh_row, dc_row, dcn_row, dg, g_h, c_t, c_prev, g);
             dg_next[k * g4..][..g4].copy_from_slice(dg);
+            add_row(&mut db, dg);
             if let Some((tap_h, tap_c)) = taps.as_mut() {
                 tap_h[r * h..][..h].copy_from_slice(dh_row);
                 tap_c[r * h..][..h].copy_from_slice(dc_row);
@@ -108,7 +110,6 @@ pub fn backward(
     let mut dw = vec![0f32; p.gh * p.ld()]; // packed (4H, I + H + 2)
     weight_grad(&mut dw, p.w_hh(), &dxw, 0, g4, out, 0, h, h0, (b, t));
     let dx = input_grads(d, p, x, w, &dxw, &mut dw, need_dx);
-    let db = column_sums(&dxw, b * t, g4, 0, g4);
     set_bias_grads(&mut dw, p, &db, &db);
     Grads { dx, dw, dstate }
 }

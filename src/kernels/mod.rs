@@ -74,3 +74,23 @@ enum Saved {
     /// r, z, n (B, T, 3H) and hw_n = W_hn h_{t-1} + b_hn (B, T, H).
     Gru { gates: Vec<f32>, hn: Vec<f32> },
 }
+
+/// A buffer of `len` values that the caller writes in full before anything reads it: the
+/// (B, T, ·) activations and gradients of the recurrent time loops. Zeroing them first
+/// (`vec![0.0; len]`) was a memset over reused heap memory of up to ~150 MB per shard and step,
+/// 4–5% of a T = 1000 training step in perf; skipping it made LSTM, GRU and RNN steps 3–6%
+/// faster. Debug builds fill the buffer with NaN, so a value read before it is written shows.
+pub(crate) fn unfilled(len: usize) -> Vec<f32> {
+    if cfg!(debug_assertions) {
+        return vec![f32::NAN; len];
+    }
+    let mut v = Vec::with_capacity(len);
+    // SAFETY: f32 has no invalid bit patterns and no drop; every caller writes each element
+    // before reading it (the time loops assign every row of every step in full), as candle's
+    // own CPU storage does for its freshly allocated outputs.
+    #[allow(clippy::uninit_vec)]
+    unsafe {
+        v.set_len(len)
+    };
+    v
+}

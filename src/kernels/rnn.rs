@@ -5,10 +5,10 @@
 //! op's result, which candle hands back to `bwd`.
 
 use super::gemm::{weight_grad, View};
-use super::layer::{column_sums, input_grads, pre_activations, set_bias_grads, Packed};
+use super::layer::{add_row, input_grads, pre_activations, set_bias_grads, Packed};
 use super::math::{sigmoid_in_place, simd_fn, tanh_in_place};
 use super::step_gemm::{matmul_packed, PackedB};
-use super::{Dims, Grads};
+use super::{unfilled, Dims, Grads};
 use crate::models::Nonlinearity;
 
 simd_fn! {
@@ -82,10 +82,11 @@ pub fn backward(
 ) -> Grads {
     let Dims { b, t, h, .. } = d;
     let p = Packed::new(d, 1);
-    let mut dxw = vec![0f32; b * t * h]; // (B, T, H): ∂L/∂(pre-activation)
+    let mut dxw = unfilled(b * t * h); // (B, T, H): ∂L/∂(pre-activation)
     let mut dh = vec![0f32; b * h]; // (B, H): into h_t from step t + 1, then the total
     let w_v = PackedB::new(w, p.w_hh()); // W_hh (H, H)
     let mut da_next = vec![0f32; b * h]; // (B, H): ∂L/∂a_{t+1}, contiguous
+    let mut db = vec![0f32; h]; // (H,): ∂L/∂b_ih = ∂L/∂b_hh
     for step in (0..t).rev() {
         if step + 1 < t {
             matmul_packed(&mut dh, View::dense(0, b, h), false, &da_next, View::dense(0, b, h), &w_v);
@@ -95,6 +96,7 @@ pub fn backward(
             let dh_row = &mut dh[k * h..][..h];
             row_backward(act, dh_row, &mut dxw[r..r + h], &grad[r..r + h], &out[r..r + h]);
             da_next[k * h..][..h].copy_from_slice(&dxw[r..r + h]);
+            add_row(&mut db, &dxw[r..r + h]);
             if let Some(tap) = tap_h.as_deref_mut() {
                 tap[r..r + h].copy_from_slice(dh_row);
             }
@@ -105,7 +107,6 @@ pub fn backward(
     let mut dw = vec![0f32; p.gh * p.ld()]; // packed (H, I + H + 2)
     weight_grad(&mut dw, p.w_hh(), &dxw, 0, h, out, 0, h, h0, (b, t));
     let dx = input_grads(d, p, x, w, &dxw, &mut dw, need_dx);
-    let db = column_sums(&dxw, b * t, h, 0, h);
     set_bias_grads(&mut dw, p, &db, &db);
     Grads { dx, dw, dstate: dh0 }
 }
