@@ -99,11 +99,11 @@ fn softmax_causal_row(row: &mut [f32], i: usize, scale: f32) {
 }
 
 #[inline(always)]
-fn softmax_in_place(v: &mut [f32], scale: f32) {
+fn softmax_in_place<const FMA: bool>(v: &mut [f32], scale: f32) {
     // Lane-wise reductions and a separate exp pass: one running sum inside the exp loop would
     // keep the whole loop scalar.
     let max = math::max_lanes(v) * scale;
-    v.iter_mut().for_each(|x| *x = math::exp(*x * scale - max));
+    v.iter_mut().for_each(|x| *x = math::exp::<FMA>(math::mad::<FMA>(*x, scale, -max)));
     let inv = 1.0 / math::sum_lanes(v);
     v.iter_mut().for_each(|x| *x *= inv);
 }
@@ -116,7 +116,7 @@ fn softmax_causal_row_grad(ds: &mut [f32], p: &[f32], i: usize, scale: f32) {
 }
 
 #[inline(always)]
-fn softmax_grad_in_place(g: &mut [f32], p: &[f32], scale: f32) {
+fn softmax_grad_in_place<const FMA: bool>(g: &mut [f32], p: &[f32], scale: f32) {
     let dot = math::dot_lanes(g, p);
     g.iter_mut().zip(p).for_each(|(a, b)| *a = b * (*a - dot) * scale);
 }

@@ -59,9 +59,9 @@ simd_fn! {
         let (hn_out, h_prev) = (&mut hn_out[..h], &h_prev[..h]);
         let (hr, hz, hwn) = (&hw[..h], &hw[h..2 * h], &hw[2 * h..3 * h]);
         for j in 0..h {
-            let r = sigmoid(xr[j] + hr[j]);
-            let z = sigmoid(xz[j] + hz[j]);
-            let n = tanh(xn[j] + r * hwn[j]);
+            let r = sigmoid::<FMA>(xr[j] + hr[j]);
+            let z = sigmoid::<FMA>(xz[j] + hz[j]);
+            let n = tanh::<FMA>(xn[j] + r * hwn[j]);
             h_out[j] = n + z * (h_prev[j] - n);
             xr[j] = r;
             xz[j] = z;

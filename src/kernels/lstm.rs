@@ -121,14 +121,14 @@ simd_fn! {
         let h = h_out.len();
         let (g, rec, c_prev, c_out) = (&mut g[..4 * h], &rec[..4 * h], &c_prev[..h], &mut c_out[..h]);
         g.iter_mut().zip(rec).for_each(|(g, r)| *g += r);
-        sigmoid_in_place(&mut g[..2 * h]);
-        tanh_in_place(&mut g[2 * h..3 * h]);
-        sigmoid_in_place(&mut g[3 * h..]);
+        sigmoid_in_place::<FMA>(&mut g[..2 * h]);
+        tanh_in_place::<FMA>(&mut g[2 * h..3 * h]);
+        sigmoid_in_place::<FMA>(&mut g[3 * h..]);
         let (gi, gf, gg, go) = (&g[..h], &g[h..2 * h], &g[2 * h..3 * h], &g[3 * h..]);
         for j in 0..h {
             let c = gf[j] * c_prev[j] + gi[j] * gg[j];
             c_out[j] = c;
-            h_out[j] = go[j] * tanh(c);
+            h_out[j] = go[j] * tanh::<FMA>(c);
         }
     }
 }
@@ -157,7 +157,7 @@ simd_fn! {
         for j in 0..h {
             let dhj = dh[j] + g_h[j];
             dh[j] = dhj;
-            let tc = tanh(c_t[j]);
+            let tc = tanh::<FMA>(c_t[j]);
             let (i, f, gv, o) = (gi[j], gf[j], gg[j], go[j]);
             let dcj = dc_next[j] + dhj * o * (1.0 - tc * tc);
             dc[j] = dcj;

@@ -17,8 +17,8 @@ simd_fn! {
         let rec = &rec[..out.len()];
         out.iter_mut().zip(rec).for_each(|(o, r)| *o += r);
         match act {
-            Nonlinearity::Tanh => tanh_in_place(out),
-            Nonlinearity::Sigmoid => sigmoid_in_place(out),
+            Nonlinearity::Tanh => tanh_in_place::<FMA>(out),
+            Nonlinearity::Sigmoid => sigmoid_in_place::<FMA>(out),
             Nonlinearity::Relu => out.iter_mut().for_each(|x| *x = x.max(0.0)),
             Nonlinearity::Linear => {}
         }
