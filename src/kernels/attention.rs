@@ -16,7 +16,7 @@ use super::gemm::{matmul, View};
 use super::math;
 use super::op::{cpu_slice, poisoned, storage_slice};
 use super::step_gemm::{matmul_packed, PackedB};
-use super::zeros;
+use super::{unfilled, zeros};
 use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -163,8 +163,8 @@ impl CustomOp1 for AttentionOp {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = self.dims;
         let qkv = cpu_slice(s, l, "attention qkv")?;
-        let mut y = zeros(d.b * d.t * d.c);
-        let mut probs = zeros(d.b * d.nh * d.t * d.t);
+        let mut y = unfilled(d.b * d.t * d.c);
+        let mut probs = unfilled(d.b * d.nh * d.t * d.t);
         forward(d, qkv, &mut y, &mut probs);
         *self.probs.lock().map_err(poisoned)? = probs;
         Ok((CpuStorage::F32(y), Shape::from((d.b, d.t, d.c))))

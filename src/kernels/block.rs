@@ -17,7 +17,7 @@ use super::attention::{self, Dims};
 use super::layer_norm::{backward_rows, forward_rows};
 use super::linear::{affine, affine_grads, gelu_keeping_derivative, times_derivative};
 use super::op::{cpu_slice, poisoned, storage_slice};
-use super::{add_assign, zeros};
+use super::{add_assign, unfilled};
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -83,7 +83,7 @@ impl CustomOp2 for BlockOp {
         let params = split(cpu_slice(s2, l2, "block parameters")?, d.c);
         let sequences = shard_len(d);
         let shard = sequences * d.t * d.c;
-        let mut out = zeros(x.len()); // (B, T, C)
+        let mut out = unfilled(x.len()); // (B, T, C)
         let saved: Vec<Saved> = out
             .par_chunks_mut(shard)
             .zip(x.par_chunks(shard))
@@ -116,7 +116,7 @@ impl CustomOp2 for BlockOp {
         if saved.is_empty() || saved.len() != xv.len().div_ceil(shard) {
             bail!("gpt block backward: the forward pass kept nothing");
         }
-        let mut dx = zeros(xv.len()); // (B, T, C)
+        let mut dx = unfilled(xv.len()); // (B, T, C)
         let parts: Vec<Vec<f32>> = dx
             .par_chunks_mut(shard)
             .zip(dout.par_chunks(shard).zip(xv.par_chunks(shard)))
@@ -149,8 +149,8 @@ fn forward_shard(d: Dims, eps: f32, x: &[f32], p: &[&[f32]; 12], out: &mut [f32]
     let [w1, b1, w_attn, b_attn, w_proj, b_proj, w2, b2, w_fc, b_fc, w_mp, b_mp] = *p;
     let (a, stats1) = forward_rows(x, w1, b1, eps); // (N, C)
     let qkv = affine(&a, w_attn, b_attn, (n, c, 3 * c)); // (N, 3C)
-    let mut y = zeros(n * c); // (N, C)
-    let mut probs = zeros(d.b * d.nh * d.t * d.t); // (B, nh, T, T)
+    let mut y = unfilled(n * c); // (N, C)
+    let mut probs = unfilled(d.b * d.nh * d.t * d.t); // (B, nh, T, T)
     attention::forward(d, &qkv, &mut y, &mut probs);
     let mut x1 = affine(&y, w_proj, b_proj, (n, c, c)); // (N, C)
     add_assign(&mut x1, x);

@@ -3,7 +3,7 @@
 //! for every broadcast in its backward.
 
 use super::op::{cpu_slice, poisoned, storage_slice};
-use super::zeros;
+use super::unfilled;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -104,7 +104,7 @@ impl CustomOp3 for LayerNormOp {
 
 /// [`forward`] over row blocks in parallel on rayon's pool: y and each row's (mean, 1/σ).
 pub(super) fn forward_rows(x: &[f32], w: &[f32], b: &[f32], eps: f32) -> (Vec<f32>, Vec<(f32, f32)>) {
-    let mut y = zeros(x.len());
+    let mut y = unfilled(x.len());
     let rows = ROWS_PER_TASK * w.len();
     let stats: Vec<(f32, f32)> = x
         .par_chunks(rows)
@@ -127,7 +127,7 @@ pub(super) fn backward_rows(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let c = w.len();
     let rows = ROWS_PER_TASK * c;
-    let mut dx = zeros(x.len());
+    let mut dx = unfilled(x.len());
     let parts: Vec<(Vec<f32>, Vec<f32>)> = dy
         .par_chunks(rows)
         .zip(x.par_chunks(rows))

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 /// far more than handing it to a thread (~30 µs at 64k elements).
 const ELEMENTWISE_CHUNK: usize = 1 << 16;
 use super::op::{cpu_slice, poisoned, storage_slice};
-use super::zeros;
+use super::unfilled;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use std::sync::Mutex;
 
@@ -118,7 +118,7 @@ pub(super) fn affine(x: &[f32], w: &[f32], b: &[f32], (n, i, o): (usize, usize, 
     if (1..=NARROW_OUT).contains(&o) {
         return narrow::affine(x, w, b, (n, i, o));
     }
-    let mut y = zeros(n * o);
+    let mut y = unfilled(n * o);
     matmul(&mut y, View::dense(0, n, o), false, x, View::dense(0, n, i), w, View::dense(0, o, i).t(), LARGE);
     // acc + b: the same single rounding as seeding the product with the bias.
     y.par_chunks_mut(o.max(1) * 256).for_each(|rows| {
@@ -129,7 +129,7 @@ pub(super) fn affine(x: &[f32], w: &[f32], b: &[f32], (n, i, o): (usize, usize, 
 
 /// GELU in place, returning GELU' of the input for the backward pass.
 pub(super) fn gelu_keeping_derivative(y: &mut [f32]) -> Vec<f32> {
-    let mut deriv = zeros(y.len());
+    let mut deriv = unfilled(y.len());
     y.par_chunks_mut(ELEMENTWISE_CHUNK)
         .zip(deriv.par_chunks_mut(ELEMENTWISE_CHUNK))
         .for_each(|(y, d)| gelu_with_derivative(y, d));
@@ -158,7 +158,7 @@ pub(super) fn affine_grads(
         if narrow {
             return narrow::input_grad(dy, w, (n, i, o));
         }
-        let mut dx = zeros(n * i);
+        let mut dx = unfilled(n * i);
         matmul(
             &mut dx,
             View::dense(0, n, i),

@@ -76,10 +76,13 @@ enum Saved {
 }
 
 /// A buffer of `len` values that the caller writes in full before anything reads it: the
-/// (B, T, ·) activations and gradients of the recurrent time loops. Zeroing them first
-/// (`vec![0.0; len]`) was a memset over reused heap memory of up to ~150 MB per shard and step,
-/// 4–5% of a T = 1000 training step in perf; skipping it made LSTM, GRU and RNN steps 3–6%
-/// faster. Debug builds fill the buffer with NaN, so a value read before it is written shows.
+/// (B, T, ·) activations and gradients of the recurrent time loops, the GPT ops' outputs that a
+/// GEMM without accumulation or an elementwise pass fills. Zeroing them first was a memset over
+/// reused heap memory of up to ~150 MB per shard and step in the recurrent loops (4–5% of a
+/// T = 1000 training step in perf; skipping it made LSTM, GRU and RNN steps 3–6% faster), and
+/// [`zeros`]' pass on the pool cost the GPT ~4% of its samples. Buffers that are accumulated
+/// into keep [`zeros`]. Debug builds fill this one with NaN, so a value read before it is
+/// written shows.
 pub(crate) fn unfilled(len: usize) -> Vec<f32> {
     if cfg!(debug_assertions) {
         return vec![f32::NAN; len];
