@@ -8,7 +8,7 @@
 //! fresh 131 MB buffers; folding the projection in took the step from ~1.5 s to ~1.0 s.
 
 use super::gemm::{matmul, View, WEIGHT};
-use super::math::simd_fn;
+use super::math::{all_finite, mad, simd_fn};
 use super::{unfilled, Dims};
 
 /// Column layout of the packed weight [W_ih | W_hh | b_ih | b_hh], shape (G·H, I + H + 2).
@@ -75,21 +75,23 @@ pub struct NarrowProjection {
     w_t: Vec<f32>,
     bias: Vec<f32>,
     i: usize,
+    /// Every weight is finite, so an input of exactly 0 adds 0 and its pass can be skipped.
+    skip_zeros: bool,
 }
 
 impl NarrowProjection {
     /// None unless the input is narrow (see [`NARROW_INPUT`]).
     pub fn new(p: Packed, w: &[f32], with_b_hh: bool) -> Option<Self> {
-        is_narrow(p).then(|| Self {
-            w_t: (0..p.i).flat_map(|i| (0..p.gh).map(move |r| w[r * p.ld() + i])).collect(), // (I, G·H)
-            bias: input_bias(p, w, with_b_hh),
-            i: p.i,
+        is_narrow(p).then(|| {
+            let w_t: Vec<f32> = (0..p.i).flat_map(|i| (0..p.gh).map(move |r| w[r * p.ld() + i])).collect(); // (I, G·H)
+            let skip_zeros = all_finite(&w_t);
+            Self { w_t, bias: input_bias(p, w, with_b_hh), i: p.i, skip_zeros }
         })
     }
 
     /// `dst` (G·H) ← x_row W_ihᵀ + bias for one input row (I).
     pub fn row(&self, dst: &mut [f32], x_row: &[f32]) {
-        narrow_projection(dst, x_row, &self.w_t, &self.bias, self.i);
+        narrow_projection(dst, x_row, &self.w_t, &self.bias, self.i, self.skip_zeros);
     }
 }
 
@@ -117,7 +119,7 @@ fn project_inputs(d: Dims, p: Packed, x: &[f32], w: &[f32], with_b_hh: bool) -> 
     let mut out = Vec::with_capacity(rows * p.gh); // (B·T, G·H)
     if let Some(proj) = NarrowProjection::new(p, w, with_b_hh) {
         out.resize(rows * p.gh, 0.0);
-        narrow_projection(&mut out, &x[..rows * p.i], &proj.w_t, &proj.bias, p.i);
+        narrow_projection(&mut out, &x[..rows * p.i], &proj.w_t, &proj.bias, p.i, proj.skip_zeros);
         return out;
     }
     let bias = input_bias(p, w, with_b_hh);
@@ -130,12 +132,17 @@ fn project_inputs(d: Dims, p: Packed, x: &[f32], w: &[f32], with_b_hh: bool) -> 
 
 simd_fn! {
     /// `out[r] = bias + Σ_i x[r, i]·w_t[i]` for every row r (rows of G·H = bias.len(), i inputs).
-    fn narrow_projection(out: &mut [f32], x: &[f32], w_t: &[f32], bias: &[f32], i: usize) {
+    /// With `skip_zeros` (every weight finite) inputs of exactly 0 are skipped: one-hot and
+    /// marker features are mostly zeros, and 0·w adds nothing unless w is Inf or NaN.
+    fn narrow_projection(out: &mut [f32], x: &[f32], w_t: &[f32], bias: &[f32], i: usize, skip_zeros: bool) {
         let gh = bias.len();
         for (row, xr) in out.chunks_exact_mut(gh).zip(x.chunks_exact(i)) {
             row.copy_from_slice(bias);
             for (&xv, wr) in xr.iter().zip(w_t.chunks_exact(gh)) {
-                row.iter_mut().zip(wr).for_each(|(o, w)| *o += xv * w);
+                if skip_zeros && xv == 0.0 {
+                    continue;
+                }
+                row.iter_mut().zip(wr).for_each(|(o, w)| *o = mad::<FMA>(xv, *w, *o));
             }
         }
     }
@@ -143,11 +150,16 @@ simd_fn! {
 
 simd_fn! {
     /// `acc[i'] += Σ_r x[r, i']·dxw[r]` for acc (i, G·H) and rows of G·H: ∂L/∂W_ihᵀ, narrow inputs.
+    /// Zero inputs are skipped for rows of ∂L/∂a that are all finite (see `narrow_projection`).
     fn narrow_weight_grad(acc: &mut [f32], dxw: &[f32], x: &[f32], i: usize) {
         let gh = acc.len() / i;
         for (dr, xr) in dxw.chunks_exact(gh).zip(x.chunks_exact(i)) {
+            let skip_zeros = xr.contains(&0.0) && all_finite(dr);
             for (&xv, ar) in xr.iter().zip(acc.chunks_exact_mut(gh)) {
-                ar.iter_mut().zip(dr).for_each(|(a, d)| *a += xv * d);
+                if skip_zeros && xv == 0.0 {
+                    continue;
+                }
+                ar.iter_mut().zip(dr).for_each(|(a, d)| *a = mad::<FMA>(xv, *d, *a));
             }
         }
     }
@@ -196,5 +208,40 @@ pub fn set_bias_grads(dw: &mut [f32], p: Packed, db_ih: &[f32], db_hh: &[f32]) {
     for (r, (&gi, &gh)) in db_ih.iter().zip(db_hh).enumerate() {
         dw[p.b_ih(r)] = gi;
         dw[p.b_ih(r) + 1] = gh;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Skipping zero inputs must not hide a non-finite weight or gradient: 0·Inf is NaN, as in
+    /// a dense product.
+    #[test]
+    fn zero_inputs_still_meet_non_finite_weights_and_gradients() {
+        let d = Dims { b: 1, t: 2, h: 3, i: 2 };
+        let p = Packed::new(d, 1);
+        let x = [1.0f32, 0.0, 0.0, 2.0]; // (B·T, I): a zero in each row
+        let mut w = vec![0.5f32; p.gh * p.ld()];
+        let dense = |w: &[f32]| {
+            let proj = NarrowProjection::new(p, w, true).unwrap();
+            let mut out = vec![0f32; 2 * p.gh];
+            for r in 0..2 {
+                proj.row(&mut out[r * p.gh..][..p.gh], &x[r * 2..][..2]);
+            }
+            out
+        };
+        // Finite weights: the skip is exact (row 0 = 0.5·1 + biases, row 1 = 0.5·2 + biases).
+        assert_eq!(dense(&w), vec![1.5, 1.5, 1.5, 2.0, 2.0, 2.0]);
+        w[1] = f32::INFINITY; // W_ih[0, 1], met by row 0's zero input
+        let out = dense(&w);
+        assert!(out[0].is_nan() && out[3].is_infinite(), "{out:?}");
+
+        let mut dw = vec![0f32; p.gh * p.ld()];
+        let mut dxw = vec![1.0f32; 2 * p.gh];
+        dxw[0] = f32::NAN; // row 0's gradient meets its zero input in column 1
+        input_grads(d, p, &x, &w, &dxw, &mut dw, false);
+        assert!(dw[1].is_nan(), "∂L/∂W_ih[0, 1] = {}", dw[1]);
+        assert_eq!(dw[p.ld() + 1], 2.0, "∂L/∂W_ih[1, 1]");
     }
 }

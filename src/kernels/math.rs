@@ -174,6 +174,21 @@ pub fn max_lanes(v: &[f32]) -> f32 {
     acc.iter().fold(tail, |m, &x| m.max(x))
 }
 
+/// Whether no element is Inf or NaN: x·0 is ±0 for finite x and NaN otherwise, summed in
+/// [`LANES`] lanes so the check vectorises.
+#[inline(always)]
+pub fn all_finite(v: &[f32]) -> bool {
+    let mut acc = [0f32; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let tail = chunks.remainder().iter().fold(0f32, |a, &x| a + x * 0.0);
+    for c in chunks {
+        for l in 0..LANES {
+            acc[l] += c[l] * 0.0;
+        }
+    }
+    acc.iter().sum::<f32>() + tail == 0.0
+}
+
 /// ln 2 split in a part exactly representable with few bits and a remainder (Cody–Waite), so
 /// x − n·ln2 is exact for the |n| ≤ 127 that survive the clamp.
 const LN2_HI: f32 = 0.693_359_4;
@@ -447,6 +462,22 @@ mod tests {
         assert!(excess < 1.0, "φ: error {excess:.2}× the allowed at {at}, fused {F}");
         assert_eq!(normal_cdf::<F>(f32::INFINITY), 1.0);
         assert_eq!(normal_cdf::<F>(f32::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
+    fn all_finite_sees_every_inf_and_nan() {
+        for n in [0usize, 1, 15, 16, 17, 100] {
+            let v = vec![1.5f32; n];
+            assert!(all_finite(&v), "{n}");
+            for k in 0..n {
+                for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                    let mut w = v.clone();
+                    w[k] = bad;
+                    assert!(!all_finite(&w), "{n}, {bad} at {k}");
+                }
+            }
+        }
+        assert!(all_finite(&[f32::MAX, -f32::MAX, 0.0, -0.0, f32::MIN_POSITIVE]));
     }
 
     #[test]
