@@ -24,8 +24,9 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], h0: &[f32], save: bool) -> (Vec<f3
     let b_hh: Vec<f32> = (0..g3).map(|r| w[p.b_ih(r) + 1]).collect(); // (3H,)
     let w_t = PackedB::new(w, p.w_hh().t()); // W_hhᵀ (H, 3H)
     let mut hw = vec![0f32; b * g3]; // (B, 3H)
-                                     // h_{t-1} as a contiguous copy: one step's rows of (B, T, H) are T·H apart, a stride that maps
-                                     // them all to the same cache sets.
+
+    // h_{t-1} as a contiguous copy: one step's rows of (B, T, H) are T·H apart, a stride that maps
+    // them all to the same cache sets.
     let mut h_prev = h0.to_vec(); // (B, H)
     for step in 0..t {
         for k in 0..b {
@@ -89,15 +90,18 @@ pub fn backward(
     let p = Packed::new(d, 3);
     let g3 = 3 * h;
     let mut dxw = unfilled(b * t * g3); // (B, T, 3H): ∂L/∂xw
-                                        // ∂L/∂hw_n differs from ∂L/∂xw_n by the factor r; the r and z blocks of ∂L/∂hw equal dxw's.
+
+    // ∂L/∂hw_n differs from ∂L/∂xw_n by the factor r; the r and z blocks of ∂L/∂hw equal dxw's.
     let mut dhn = unfilled(b * t * h); // (B, T, H)
     let mut dh = vec![0f32; b * h]; // (B, H): into h_t through W_hh at step t + 1, then the total
     let mut direct = vec![0f32; b * h]; // (B, H): into h_t through z_{t+1}·h_t
     let (w_rz, w_n) = (p.w_hh_rows(0, 2 * h), p.w_hh_rows(2 * h, h));
     let (wp_rz, wp_n) = (PackedB::new(w, w_rz), PackedB::new(w, w_n)); // (2H, H), (H, H)
-                                                                       // The last step's ∂L/∂hw_rz and ∂L/∂hw_n as contiguous copies (see `forward`).
+
+    // The last step's ∂L/∂hw_rz and ∂L/∂hw_n as contiguous copies (see `forward`).
     let (mut drz_next, mut dhn_next) = (vec![0f32; b * 2 * h], vec![0f32; b * h]); // (B, 2H), (B, H)
-                                                                                   // ∂L/∂b_ih (3H) and the n block of ∂L/∂b_hh (H); b_hh's r and z blocks equal b_ih's.
+
+    // ∂L/∂b_ih (3H) and the n block of ∂L/∂b_hh (H); b_hh's r and z blocks equal b_ih's.
     let (mut db_ih, mut db_hn) = (vec![0f32; g3], vec![0f32; h]);
     let recurrent = |dh: &mut [f32], drz: &[f32], dhn: &[f32]| {
         let dv = View::dense(0, b, h);

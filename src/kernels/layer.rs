@@ -97,8 +97,9 @@ impl NarrowProjection {
 
 /// The buffer a time loop turns into its pre-activations, and the projection it makes per step.
 /// Wide inputs: the whole-sequence projection, (B·T, G·H), and `None`. Narrow inputs: an
-/// unfilled buffer (the loop projects every row into it before use) and a [`NarrowProjection`]; without `keep_all` (nothing will read the buffer after the
-/// step) it holds one step's rows, (B, G·H).
+/// unfilled buffer (the loop projects every row into it before use) and a
+/// [`NarrowProjection`]; without `keep_all` (nothing will read the buffer after the step) it
+/// holds one step's rows, (B, G·H).
 pub fn pre_activations(
     d: Dims,
     p: Packed,

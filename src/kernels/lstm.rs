@@ -26,8 +26,9 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], state: &[f32], save: bool) -> (Vec
     let mut cells = unfilled(if save { b * t * h } else { 0 }); // (B, T, H), for backward
     let mut out = unfilled(b * t * h + b * h); // (B·T + B, H)
     let w_t = PackedB::new(w, p.w_hh().t()); // W_hhᵀ (H, 4H)
-                                             // The step's product runs on contiguous copies: in (B, T, ·) buffers one step's rows are
-                                             // T·row apart, a stride that maps them all to the same cache sets.
+
+    // The step's product runs on contiguous copies: in (B, T, ·) buffers one step's rows are
+    // T·row apart, a stride that maps them all to the same cache sets.
     let mut h_prev = h0.to_vec(); // (B, H): h_{t-1}
     let (mut c_prev, mut c_next) = (c0.to_vec(), vec![0f32; b * h]); // (B, H): c_{t-1}, c_t
     let mut rec = vec![0f32; b * g4]; // (B, 4H): W_hh h_{t-1}
@@ -75,7 +76,8 @@ pub fn backward(
     let bth = b * t * h;
     let mut dxw = unfilled(b * t * g4); // (B, T, 4H): ∂L/∂a_t
     let mut dh = vec![0f32; b * h]; // (B, H): into h_t from step t + 1, then the total
-                                    // (B, H): into c_t from c_{t+1} = f_{t+1} c_t + …; at T − 1 from outside, through c_n.
+
+    // (B, H): into c_t from c_{t+1} = f_{t+1} c_t + …; at T − 1 from outside, through c_n.
     let mut dc_next = grad[bth..bth + b * h].to_vec();
     let mut dc = vec![0f32; b * h]; // (B, H): total ∂L/∂c_t of this step
     let w_v = PackedB::new(w, p.w_hh()); // W_hh (4H, H)

@@ -228,7 +228,8 @@ pub fn exp<const FMA: bool>(x: f32) -> f32 {
     let t = mad::<FMA>(x, std::f32::consts::LOG2_E, ROUND_MAGIC);
     let n = t - ROUND_MAGIC;
     let r = mad::<FMA>(-n, LN2_LO, mad::<FMA>(-n, LN2_HI, x)); // |r| ≤ ln2 / 2
-                                                               // Cephes' minimax polynomial for e^r on [−ln2/2, ln2/2].
+
+    // Cephes' minimax polynomial for e^r on [−ln2/2, ln2/2].
     let mut p = 1.987_569_2e-4f32;
     p = mad::<FMA>(p, r, 1.398_199_9e-3);
     p = mad::<FMA>(p, r, 8.333_452e-3);

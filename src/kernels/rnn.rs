@@ -50,8 +50,9 @@ pub fn forward(act: Nonlinearity, d: Dims, x: &[f32], w: &[f32], h0: &[f32]) -> 
     let (mut out, per_step) = pre_activations(d, p, x, w, true, true); // (B, T, H)
     let mut rec = vec![0f32; b * h]; // (B, H): W_hh h_{t-1}
     let w_t = PackedB::new(w, p.w_hh().t()); // W_hhᵀ (H, H)
-                                             // h_{t-1} as a contiguous copy: one step's rows of (B, T, H) are T·H apart, a stride that maps
-                                             // them all to the same cache sets.
+
+    // h_{t-1} as a contiguous copy: one step's rows of (B, T, H) are T·H apart, a stride that maps
+    // them all to the same cache sets.
     let mut h_prev = h0.to_vec(); // (B, H)
     for step in 0..t {
         matmul_packed(&mut rec, View::dense(0, b, h), false, &h_prev, View::dense(0, b, h), &w_t);
