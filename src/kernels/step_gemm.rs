@@ -7,8 +7,9 @@
 //! step (T = 1000, B = 64, H = 128). Here the weight is laid out once per sequence in panels of
 //! [`NR`] columns (row kk of a panel is B[kk, p·NR .. p·NR + NR], the last panel zero-padded), and
 //! an AVX2 + FMA micro-kernel keeps an [`MR`] × [`NR`] block of the result in registers while it
-//! walks k, broadcasting A's elements straight from their strided rows. CPUs without AVX2 + FMA,
-//! take the `gemm` crate's path.
+//! walks k, broadcasting A's elements straight from their strided rows. On AVX-512 CPUs a second
+//! micro-kernel takes two panels per 16-lane register pair and 8 rows at a time. CPUs without
+//! AVX2 + FMA take the `gemm` crate's path.
 
 use super::gemm::{matmul, View, STEP};
 
@@ -100,9 +101,16 @@ pub fn matmul_packed(dst: &mut [f32], d: View, accumulate: bool, a: &[f32], av: 
     assert!(d.end() <= dst.len() && av.end() <= a.len(), "packed matmul view out of bounds");
     #[cfg(target_arch = "x86_64")]
     if !b.panels.is_empty() {
-        // SAFETY: panels exist only when AVX2 and FMA were detected; the asserts above bound
-        // every element the kernel touches (see `avx2::matmul`).
-        unsafe { avx2::matmul(dst, d, accumulate, a, av, b) };
+        // SAFETY: panels exist only when AVX2 and FMA were detected (and the AVX-512 kernel runs
+        // only where that was detected too); the asserts above bound every element the kernels
+        // touch (see `avx2::matmul`, `avx512::matmul`).
+        unsafe {
+            if super::math::has_avx512() {
+                avx512::matmul(dst, d, accumulate, a, av, b);
+            } else {
+                avx2::matmul(dst, d, accumulate, a, av, b);
+            }
+        }
         return;
     }
     matmul(dst, d, accumulate, a, av, &b.plain, View::rows(0, av.cols, d.cols, b.n), STEP);
@@ -184,6 +192,98 @@ mod avx2 {
                 for (j, &v) in tmp.iter().enumerate().take(cols) {
                     let out = row.add(j);
                     *out = if accumulate { *out + v } else { v };
+                }
+            }
+        }
+    }
+}
+
+/// The AVX-512 micro-kernel: two panels (32 columns, one 16-lane register each) at a time, so
+/// each broadcast of A feeds two FMAs, and [`avx512::MR`] rows, for 2·MR accumulators of the 32
+/// registers. Same panels as the AVX2 kernel, and the same order of FMAs for every element of the
+/// result, so the two give identical bits.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{PackedB, View, NR};
+    use std::arch::x86_64::*;
+
+    /// Rows per block: 8 × 2 accumulators. Per step of k that is 2 panel loads and 8 broadcasts
+    /// for 16 FMAs, so the FMA ports, not the loads, set the pace.
+    pub const MR: usize = 8;
+
+    /// Safety: as for `avx2::matmul`, on a CPU with AVX-512F.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub unsafe fn matmul(dst: &mut [f32], d: View, accumulate: bool, a: &[f32], av: View, b: &PackedB) {
+        let (m, n, k) = (d.rows, d.cols, av.cols);
+        let n_panels = n.div_ceil(NR);
+        let mut p = 0;
+        while p < n_panels {
+            let width = if n_panels - p >= 2 { 2 } else { 1 };
+            let panel = b.panels.as_ptr().add(p * b.k * NR);
+            let cols = (width * NR).min(n - p * NR);
+            let mut i = 0;
+            while i < m {
+                let rows = MR.min(m - i);
+                let a_rows = a.as_ptr().add(av.offset + i * av.rs);
+                let d_rows = dst.as_mut_ptr().add(d.offset + i * d.rs + p * NR);
+                let s = (av.rs, av.cs, panel, b.k * NR, k, d_rows, d.rs, cols, accumulate);
+                match (width, rows) {
+                    (2, 8) => block::<8, 2>(a_rows, s),
+                    (2, 7) => block::<7, 2>(a_rows, s),
+                    (2, 6) => block::<6, 2>(a_rows, s),
+                    (2, 5) => block::<5, 2>(a_rows, s),
+                    (2, 4) => block::<4, 2>(a_rows, s),
+                    (2, 3) => block::<3, 2>(a_rows, s),
+                    (2, 2) => block::<2, 2>(a_rows, s),
+                    (2, _) => block::<1, 2>(a_rows, s),
+                    (_, 8) => block::<8, 1>(a_rows, s),
+                    (_, 7) => block::<7, 1>(a_rows, s),
+                    (_, 6) => block::<6, 1>(a_rows, s),
+                    (_, 5) => block::<5, 1>(a_rows, s),
+                    (_, 4) => block::<4, 1>(a_rows, s),
+                    (_, 3) => block::<3, 1>(a_rows, s),
+                    (_, 2) => block::<2, 1>(a_rows, s),
+                    _ => block::<1, 1>(a_rows, s),
+                }
+                i += rows;
+            }
+            p += width;
+        }
+    }
+
+    /// A's strides, the first panel, the distance between panels, k, the destination block, its
+    /// row stride, its valid columns and the mode.
+    type Shape = (usize, usize, *const f32, usize, usize, *mut f32, usize, usize, bool);
+
+    /// R rows × W panels: R × 16W results in R·W registers over the whole k. Columns past `cols`
+    /// (a partial last panel) are masked off, never loaded or stored.
+    #[inline(always)]
+    unsafe fn block<const R: usize, const W: usize>(a: *const f32, s: Shape) {
+        let (a_rs, a_cs, panel, panel_stride, k, d, ldd, cols, accumulate) = s;
+        let mut acc = [[_mm512_setzero_ps(); W]; R];
+        for kk in 0..k {
+            let mut bv = [_mm512_setzero_ps(); W];
+            for (w, bv) in bv.iter_mut().enumerate() {
+                *bv = _mm512_loadu_ps(panel.add(w * panel_stride + kk * NR));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*a.add(r * a_rs + kk * a_cs));
+                for (acc, &bv) in acc.iter_mut().zip(&bv) {
+                    *acc = _mm512_fmadd_ps(x, bv, *acc);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (w, &v) in acc.iter().enumerate() {
+                let out = d.add(r * ldd + w * NR);
+                let valid = cols.saturating_sub(w * NR).min(NR);
+                if valid == NR {
+                    let v = if accumulate { _mm512_add_ps(_mm512_loadu_ps(out), v) } else { v };
+                    _mm512_storeu_ps(out, v);
+                } else if valid > 0 {
+                    let mask: __mmask16 = (1u32 << valid).wrapping_sub(1) as __mmask16;
+                    let v = if accumulate { _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), v) } else { v };
+                    _mm512_mask_storeu_ps(out, mask, v);
                 }
             }
         }
