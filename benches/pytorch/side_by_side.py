@@ -14,6 +14,12 @@ sides alternate workload by workload, so a change in machine load hits both.
 
 A step is forward + loss + backward + optimiser update (Adam for the recurrent nets, AdamW for
 the GPT), f32, the thread count each library picks by default unless --threads is given.
+
+Subnormal floats: by default each library does what it does by default (PyTorch keeps them,
+gradscope's recurrent kernels flush them to zero). BPTT over T = 1000 makes half the backward
+pass's gradients subnormal, which Intel CPUs handle in microcode, so on those the adding
+workloads' ratios depend on this; `--denormals flush` (torch.set_flush_denormal(True) and
+gradscope's default) or `--denormals keep` (GRADSCOPE_DENORMALS=keep) puts both on one footing.
 """
 import argparse
 import json
@@ -165,11 +171,13 @@ def gpt_flops(name):
     return (6 * n_matmul + 12 * n_layer * c * ctx) * batch * ctx
 
 
-def run_torch(name, steps, warmup, threads):
+def run_torch(name, steps, warmup, threads, flush_denormals=False):
     import torch
 
     if threads:
         torch.set_num_threads(threads)
+    if flush_denormals and not torch.set_flush_denormal(True):
+        sys.exit("torch.set_flush_denormal(True) is not supported on this CPU")
     step, flops = torch_workload(name)
     for _ in range(warmup):
         step()
@@ -180,7 +188,8 @@ def run_torch(name, steps, warmup, threads):
         times.append(time.perf_counter() - start)
     return {"workload": name, "median_s": statistics.median(times), "min_s": min(times),
             "steps": steps, "flops": flops, "peak_rss_mb": peak_rss_mb(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__}
+            "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "flush_denormals": flush_denormals}
 
 
 def torch_gemm_rate(threads, n=1024, reps=10):
@@ -213,10 +222,14 @@ def main():
                    help="alternate the two sides this many times per workload and report the median "
                         "of the rounds' ratios (default 1); on a VM whose speed drifts by 10-30%% "
                         "between minutes, pairing adjacent runs is what makes a ratio repeatable")
+    p.add_argument("--denormals", choices=["default", "flush", "keep"], default="default",
+                   help="subnormal floats: each library's default (PyTorch keeps them, gradscope "
+                        "flushes them), or both flush, or both keep (default: default)")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = p.parse_args()
     if args.torch_only:
-        print(json.dumps(run_torch(args.torch_only, args.steps, args.warmup, args.threads)))
+        flush = args.denormals == "flush"
+        print(json.dumps(run_torch(args.torch_only, args.steps, args.warmup, args.threads, flush)))
         return
     unknown = [w for w in args.workloads if w not in WORKLOADS]
     if unknown:
@@ -227,11 +240,17 @@ def main():
     env = dict(os.environ)
     if args.threads:
         env["RAYON_NUM_THREADS"] = str(args.threads)
+    if args.denormals == "keep":
+        env["GRADSCOPE_DENORMALS"] = "keep"
+    else:
+        env.pop("GRADSCOPE_DENORMALS", None)
     gs_cmd = ["cargo", "run", "--quiet", "--release", "--example", "step_time", "--"]
     common = ["--steps", str(args.steps), "--warmup", str(args.warmup)]
     gemm = subprocess_json(gs_cmd + ["--gemm-rate"], env)
     torch_gemm = torch_gemm_rate(args.threads)
     print(f"large-GEMM rate (1024³ f32): gradscope {gemm['gflops']:.1f} GFLOP/s, PyTorch {torch_gemm:.1f} GFLOP/s")
+    print(f"subnormals: {args.denormals}" + (" (PyTorch keeps them, gradscope flushes them)"
+                                             if args.denormals == "default" else ""))
     rows = []
     header = f"{'workload':28} {'PyTorch s/step':>14} {'gradscope':>10} {'ratio':>6} {'target':>6}  " \
              f"{'GFLOP/s (% GEMM)':>17} {'RSS PyT/gs MB':>14}"
@@ -240,7 +259,7 @@ def main():
         pairs = []
         for _ in range(max(1, args.rounds)):
             torch_run = subprocess_json([sys.executable, __file__, "--torch-only", name] + common
-                                        + ["--threads", str(args.threads)])
+                                        + ["--threads", str(args.threads), "--denormals", args.denormals])
             gs_run = subprocess_json(gs_cmd + [name] + common, env)
             pairs.append((torch_run, gs_run))
         ratio = statistics.median(t["median_s"] / g["median_s"] for t, g in pairs)
@@ -262,7 +281,8 @@ def main():
               f"{torch_row['peak_rss_mb']:6.0f}/{gs_row['peak_rss_mb']:<6.0f} {mark}", flush=True)
     if args.json:
         with open(args.json + ".tmp", "w") as f:
-            json.dump({"gemm_gflops": {"gradscope": gemm["gflops"], "pytorch": torch_gemm}, "rows": rows}, f, indent=1)
+            json.dump({"gemm_gflops": {"gradscope": gemm["gflops"], "pytorch": torch_gemm},
+                       "denormals": args.denormals, "rows": rows}, f, indent=1)
         os.replace(args.json + ".tmp", args.json)
 
 

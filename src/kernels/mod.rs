@@ -9,10 +9,12 @@
 //! - `layer`: the packed weight layout and the input-side products every cell shares.
 //! - `rnn`, `lstm`, `gru`: each cell's forward loop and BPTT on f32 slices.
 //! - `op`: the `CustomOp3` glue, shape checks and the state-gradient slots.
+//! - `denormals`: subnormals flushed to zero while a recurrent shard runs (Intel's slow path).
 //! - `layer_norm`, `linear`, `attention`: the GPT's ops, each forward + backward on f32 slices.
 
 mod attention;
 mod block;
+mod denormals;
 mod gemm;
 mod gru;
 mod layer;
@@ -26,6 +28,7 @@ mod step_gemm;
 
 pub use attention::causal_attention;
 pub use block::gpt_block;
+pub use denormals::flushing as flushes_denormals;
 pub use layer_norm::layer_norm;
 pub use linear::{linear, linear_leading_rows, Activation};
 pub use op::{fused_layer, pack_weights, Slot, StateGradSlots};

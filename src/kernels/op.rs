@@ -6,6 +6,7 @@
 //! node whatever T is, and ∂L/∂h_t (∂L/∂c_t) of every step falls out of BPTT for free.
 //! The op takes the layer's input x rather than its projection W_ih x: see `layer.rs` for why.
 
+use super::denormals::FlushDenormals;
 use super::{gru, lstm, rnn, unfilled, Dims, Grads, Saved};
 use crate::models::CellKind;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Storage, Tensor};
@@ -95,6 +96,7 @@ impl CustomOp3 for FusedLayer {
         let parts: Vec<(Vec<f32>, Saved)> = shards(d.b)
             .into_par_iter()
             .map(|r| {
+                let _flush = FlushDenormals::new();
                 let sd = Dims { b: r.len(), ..d };
                 let (x, state) =
                     (&x[r.start * d.t * d.i..r.end * d.t * d.i], state_shard(state, d, &r, with_c));
@@ -149,6 +151,7 @@ impl CustomOp3 for FusedLayer {
             .zip(saved.par_iter())
             .zip(taps_h.into_par_iter().zip(taps_c.into_par_iter()))
             .map(|((r, saved), (tap_h, tap_c))| {
+                let _flush = FlushDenormals::new();
                 let sd = Dims { b: r.len(), ..d };
                 let xs = &xv[r.start * d.t * d.i..r.end * d.t * d.i];
                 let (grad, out) = (result_shard(grad, d, r, with_c), result_shard(out, d, r, with_c));
