@@ -131,43 +131,6 @@ pub fn matmul(
     }
 }
 
-/// The recurrent weight gradient Σ_{b,t} a[b,t]ᵀ h_{t-1}[b] as ONE large product over all B·T rows.
-///
-/// `a` holds one row of `m` gate gradients per (b, t) (row b·T + t starts at `a_off + (b·T+t)·lda`);
-/// h_t of batch b is at `h_off + (b·T+t)·ldh` in `h` (the layer's output), and h_{-1} = `h0[b]`.
-/// Pairing a's row r with h's row r − 1 is right except where t = 0; those B rows are fixed by a
-/// second, small product with h0[b] − h_{T-1}[b−1] instead of a copy of every h_{t-1}.
-/// `dst` (m, n) receives the result (overwritten).
-#[allow(clippy::too_many_arguments)]
-pub fn weight_grad(
-    dst: &mut [f32],
-    d: View,
-    a: &[f32],
-    a_off: usize,
-    lda: usize,
-    h: &[f32],
-    h_off: usize,
-    ldh: usize,
-    h0: &[f32],
-    (b, t): (usize, usize),
-) {
-    let (m, n) = (d.rows, d.cols);
-    let rows = b * t;
-    assert!(rows > 0, "weight_grad of an empty batch");
-    // Rows r = 1..B·T of a against rows r − 1 of h.
-    let av = View { offset: a_off + lda, rows: m, cols: rows - 1, rs: 1, cs: lda };
-    let hv = View::rows(h_off, rows - 1, n, ldh);
-    matmul(dst, d, false, a, av, h, hv, WEIGHT);
-    // Row b·T (t = 0) met h_{T-1} of batch b − 1 (nothing for b = 0); it should have met h0[b].
-    let mut fix = h0[..b * n].to_vec(); // (B, H)
-    for k in 1..b {
-        let wrong = &h[h_off + (k * t - 1) * ldh..][..n];
-        fix[k * n..(k + 1) * n].iter_mut().zip(wrong).for_each(|(f, w)| *f -= w);
-    }
-    let a0 = View { offset: a_off, rows: m, cols: b, rs: 1, cs: t * lda };
-    matmul(dst, d, true, a, a0, &fix, View::dense(0, b, n), STEP);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,31 +170,6 @@ mod tests {
         matmul(&mut dst, View::dense(0, 5, 4), true, &a, av, &b, bv, WEIGHT);
         for (g, w) in dst.iter().zip(&want) {
             assert!((g - 2.0 * w).abs() < 1e-5, "accumulate: {g} vs {}", 2.0 * w);
-        }
-    }
-
-    #[test]
-    fn weight_grad_pairs_every_step_with_the_previous_state() {
-        let (bsz, t, m, n, lda, ldh) = (3, 4, 5, 2, 7, 3);
-        let a = data(bsz * t * lda, 3);
-        let h = data(bsz * t * ldh, 4);
-        let h0 = data(bsz * n, 5);
-        let mut want = vec![0f32; m * n];
-        for bb in 0..bsz {
-            for tt in 0..t {
-                let r = bb * t + tt;
-                for i in 0..m {
-                    for j in 0..n {
-                        let hp = if tt == 0 { h0[bb * n + j] } else { h[(r - 1) * ldh + 1 + j] };
-                        want[i * n + j] += a[r * lda + 2 + i] * hp;
-                    }
-                }
-            }
-        }
-        let mut dst = vec![9f32; m * n];
-        weight_grad(&mut dst, View::dense(0, m, n), &a, 2, lda, &h, 1, ldh, &h0, (bsz, t));
-        for (g, w) in dst.iter().zip(&want) {
-            assert!((g - w).abs() < 1e-5, "{g} vs {w}");
         }
     }
 

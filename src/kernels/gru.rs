@@ -4,10 +4,11 @@
 //!
 //! Saved for backward: r, z, n (B, T, 3H, written over the input projection) and hw_n (B, T, H).
 
-use super::gemm::{weight_grad, View};
-use super::layer::{add_row, input_grads, pre_activations, set_bias_grads, Packed};
+use super::gemm::View;
+use super::layer::{add_row, pre_activations, previous_states, set_bias_grads, InputSideGrads, Packed};
 use super::math::{sigmoid, simd_fn, tanh};
 use super::step_gemm::{matmul_packed, PackedB};
+use super::weight_grad::StagedWeightGrad;
 use super::{unfilled, Dims, Grads, Saved};
 
 /// Returns the outputs (B, T, H) and, when `save`, what backward needs.
@@ -89,43 +90,40 @@ pub fn backward(
     let Dims { b, t, h, .. } = d;
     let p = Packed::new(d, 3);
     let g3 = 3 * h;
-    let mut dxw = unfilled(b * t * g3); // (B, T, 3H): ∂L/∂xw
 
-    // ∂L/∂hw_n differs from ∂L/∂xw_n by the factor r; the r and z blocks of ∂L/∂hw equal dxw's.
-    let mut dhn = unfilled(b * t * h); // (B, T, H)
     let mut dh = vec![0f32; b * h]; // (B, H): into h_t through W_hh at step t + 1, then the total
     let mut direct = vec![0f32; b * h]; // (B, H): into h_t through z_{t+1}·h_t
-    let (w_rz, w_n) = (p.w_hh_rows(0, 2 * h), p.w_hh_rows(2 * h, h));
-    let (wp_rz, wp_n) = (PackedB::new(w, w_rz), PackedB::new(w, w_n)); // (2H, H), (H, H)
+    let w_v = PackedB::new(w, p.w_hh()); // W_hh (3H, H)
 
-    // The last step's ∂L/∂hw_rz and ∂L/∂hw_n as contiguous copies (see `forward`).
-    let (mut drz_next, mut dhn_next) = (vec![0f32; b * 2 * h], vec![0f32; b * h]); // (B, 2H), (B, H)
+    // Each step's ∂L/∂hw_t = [∂L/∂hw_r, ∂L/∂hw_z, ∂L/∂hw_n] rows (B, 3H), contiguous (see
+    // `forward`), summed into ∂L/∂W_hh as they come (see `lstm.rs`). The r and z blocks equal
+    // dxw's; ∂L/∂hw_n differs from ∂L/∂xw_n by the factor r.
+    let mut dw_hh = StagedWeightGrad::new(b, g3, h);
 
-    // ∂L/∂b_ih (3H) and the n block of ∂L/∂b_hh (H); b_hh's r and z blocks equal b_ih's.
-    let (mut db_ih, mut db_hn) = (vec![0f32; g3], vec![0f32; h]);
-    let recurrent = |dh: &mut [f32], drz: &[f32], dhn: &[f32]| {
-        let dv = View::dense(0, b, h);
-        matmul_packed(dh, dv, false, drz, View::dense(0, b, 2 * h), &wp_rz);
-        matmul_packed(dh, dv, true, dhn, dv, &wp_n);
-    };
+    // ∂L/∂W_ih, ∂L/∂b_ih (3H) and ∂L/∂x from each row of ∂L/∂xw; the n block of ∂L/∂b_hh (H)
+    // here: b_hh's r and z blocks equal b_ih's.
+    let mut input_side = InputSideGrads::new(d, p, need_dx);
+    let mut db_hn = vec![0f32; h];
+    let mut dxw_row = vec![0f32; g3]; // (3H,): one row of ∂L/∂xw
     for step in (0..t).rev() {
         if step + 1 < t {
-            recurrent(&mut dh, &drz_next, &dhn_next);
+            let dhw_next = dw_hh.last_rows(); // (B, 3H): ∂L/∂hw_{t+1}
+            matmul_packed(&mut dh, View::dense(0, b, h), false, dhw_next, View::dense(0, b, g3), &w_v);
         }
+        let (src, prev) = previous_states(d, out, h0, step);
+        let dhw_rows = dw_hh.next_step(src, prev); // (B, 3H)
         for k in 0..b {
             let row = k * t + step;
             let g = &grad[row * h..][..h];
             let h_prev = if step == 0 { &h0[k * h..][..h] } else { &out[(row - 1) * h..][..h] };
             let s = &gates[row * g3..][..g3];
             let shn = &hn[row * h..][..h];
-            let dxw_row = &mut dxw[row * g3..][..g3];
-            let dhn_out = &mut dhn[row * h..][..h];
+            let (drz, dhn_out) = dhw_rows[k * g3..][..g3].split_at_mut(2 * h);
             let dh_row = &mut dh[k * h..][..h];
             let direct_row = &mut direct[k * h..][..h];
-            backward_row(dh_row, direct_row, dxw_row, dhn_out, g, h_prev, s, shn);
-            drz_next[k * 2 * h..][..2 * h].copy_from_slice(&dxw_row[..2 * h]);
-            dhn_next[k * h..][..h].copy_from_slice(dhn_out);
-            add_row(&mut db_ih, dxw_row);
+            backward_row(dh_row, direct_row, &mut dxw_row, dhn_out, g, h_prev, s, shn);
+            drz.copy_from_slice(&dxw_row[..2 * h]);
+            input_side.add(row, &dxw_row, &x[row * d.i..][..d.i]);
             add_row(&mut db_hn, dhn_out);
             if let Some(tap) = tap_h.as_deref_mut() {
                 tap[row * h..][..h].copy_from_slice(dh_row);
@@ -133,13 +131,12 @@ pub fn backward(
         }
     }
     let mut dh0 = vec![0f32; b * h]; // (B, H)
-    recurrent(&mut dh0, &drz_next, &dhn_next);
+    matmul_packed(&mut dh0, View::dense(0, b, h), false, dw_hh.last_rows(), View::dense(0, b, g3), &w_v);
     dh0.iter_mut().zip(&direct).for_each(|(d, z)| *d += z);
 
     let mut dw = vec![0f32; p.gh * p.ld()]; // packed (3H, I + H + 2)
-    weight_grad(&mut dw, w_rz, &dxw, 0, g3, out, 0, h, h0, (b, t));
-    weight_grad(&mut dw, w_n, &dhn, 0, h, out, 0, h, h0, (b, t));
-    let dx = input_grads(d, p, x, w, &dxw, &mut dw, need_dx);
+    dw_hh.finish(&mut dw, p.w_hh());
+    let (dx, db_ih) = input_side.finish(d, x, w, &mut dw);
     let db_hh: Vec<f32> = db_ih[..2 * h].iter().chain(&db_hn).copied().collect(); // (3H,)
     set_bias_grads(&mut dw, p, &db_ih, &db_hh);
     Grads { dx, dw, dstate: dh0 }

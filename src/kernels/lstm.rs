@@ -6,10 +6,11 @@
 //! Backward needs the gate activations and every c_t (saved); tanh(c_t) is recomputed,
 //! bit-identically, rather than stored.
 
-use super::gemm::{weight_grad, View};
-use super::layer::{add_row, input_grads, pre_activations, set_bias_grads, Packed};
+use super::gemm::View;
+use super::layer::{pre_activations, previous_states, set_bias_grads, InputSideGrads, Packed};
 use super::math::{sigmoid_in_place, simd_fn, tanh, tanh_in_place};
 use super::step_gemm::{matmul_packed, PackedB};
+use super::weight_grad::StagedWeightGrad;
 use super::{unfilled, Dims, Grads, Saved};
 
 /// Returns the result (B·T + B, H) and, when `save`, what backward needs.
@@ -74,32 +75,34 @@ pub fn backward(
     let g4 = 4 * h;
     let (h0, c0) = state.split_at(b * h);
     let bth = b * t * h;
-    let mut dxw = unfilled(b * t * g4); // (B, T, 4H): ∂L/∂a_t
     let mut dh = vec![0f32; b * h]; // (B, H): into h_t from step t + 1, then the total
 
     // (B, H): into c_t from c_{t+1} = f_{t+1} c_t + …; at T − 1 from outside, through c_n.
     let mut dc_next = grad[bth..bth + b * h].to_vec();
     let mut dc = vec![0f32; b * h]; // (B, H): total ∂L/∂c_t of this step
     let w_v = PackedB::new(w, p.w_hh()); // W_hh (4H, H)
-    let mut dg_next = vec![0f32; b * g4]; // (B, 4H): ∂L/∂a_{t+1}, contiguous (see `forward`)
-    let mut db = vec![0f32; g4]; // (4H,): ∂L/∂b_ih = ∂L/∂b_hh
+                                         // Each step's ∂L/∂a_t rows, contiguous (see `forward`), summed into ∂L/∂W_hh as they come.
+    let mut dw_hh = StagedWeightGrad::new(b, g4, h);
+    let mut input_side = InputSideGrads::new(d, p, need_dx); // ∂L/∂W_ih, ∂L/∂b, ∂L/∂x
     for step in (0..t).rev() {
         if step + 1 < t {
-            matmul_packed(&mut dh, View::dense(0, b, h), false, &dg_next, View::dense(0, b, g4), &w_v);
+            let dg_next = dw_hh.last_rows(); // (B, 4H): ∂L/∂a_{t+1}
+            matmul_packed(&mut dh, View::dense(0, b, h), false, dg_next, View::dense(0, b, g4), &w_v);
         }
+        let (src, prev) = previous_states(d, out, h0, step);
+        let dg_rows = dw_hh.next_step(src, prev); // (B, 4H)
         for k in 0..b {
             let r = k * t + step;
             let g_h = &grad[r * h..][..h];
             let c_t = &cells[r * h..][..h];
             let c_prev = if step == 0 { &c0[k * h..][..h] } else { &cells[(r - 1) * h..][..h] };
             let g = &gates[r * g4..][..g4];
-            let dg = &mut dxw[r * g4..][..g4];
+            let dg = &mut dg_rows[k * g4..][..g4];
             let dh_row = &mut dh[k * h..][..h];
             let dc_row = &mut dc[k * h..][..h];
             let dcn_row = &mut dc_next[k * h..][..h];
             backward_row(dh_row, dc_row, dcn_row, dg, g_h, c_t, c_prev, g);
-            dg_next[k * g4..][..g4].copy_from_slice(dg);
-            add_row(&mut db, dg);
+            input_side.add(r, dg, &x[r * d.i..][..d.i]);
             if let Some((tap_h, tap_c)) = taps.as_mut() {
                 tap_h[r * h..][..h].copy_from_slice(dh_row);
                 tap_c[r * h..][..h].copy_from_slice(dc_row);
@@ -107,11 +110,12 @@ pub fn backward(
         }
     }
     let mut dstate = vec![0f32; 2 * b * h]; // (2, B, H) = [∂L/∂h0; ∂L/∂c0]
-    matmul_packed(&mut dstate[..b * h], View::dense(0, b, h), false, &dg_next, View::dense(0, b, g4), &w_v);
+    let dg0 = dw_hh.last_rows();
+    matmul_packed(&mut dstate[..b * h], View::dense(0, b, h), false, dg0, View::dense(0, b, g4), &w_v);
     dstate[b * h..].copy_from_slice(&dc_next);
     let mut dw = vec![0f32; p.gh * p.ld()]; // packed (4H, I + H + 2)
-    weight_grad(&mut dw, p.w_hh(), &dxw, 0, g4, out, 0, h, h0, (b, t));
-    let dx = input_grads(d, p, x, w, &dxw, &mut dw, need_dx);
+    dw_hh.finish(&mut dw, p.w_hh());
+    let (dx, db) = input_side.finish(d, x, w, &mut dw); // ∂L/∂b_ih = ∂L/∂b_hh
     set_bias_grads(&mut dw, p, &db, &db);
     Grads { dx, dw, dstate }
 }

@@ -6,6 +6,7 @@
 //! - [`math`]: vectorisable f32 `exp`, `sigmoid`, `tanh`.
 //! - `gemm`: bounds-checked strided products through the `gemm` crate, and the thread choice.
 //! - `step_gemm`: the per-step recurrent product against a weight packed once per sequence.
+//! - `weight_grad`: ∂L/∂W_hh summed a few steps at a time inside BPTT.
 //! - `layer`: the packed weight layout and the input-side products every cell shares.
 //! - `rnn`, `lstm`, `gru`: each cell's forward loop and BPTT on f32 slices.
 //! - `op`: the `CustomOp3` glue, shape checks and the state-gradient slots.
@@ -25,6 +26,7 @@ pub mod math;
 mod op;
 mod rnn;
 mod step_gemm;
+mod weight_grad;
 
 pub use attention::causal_attention;
 pub use block::gpt_block;

@@ -4,11 +4,12 @@
 //! (tanh' = 1 − h², sigmoid' = h(1 − h), relu' = [h > 0], linear' = 1), and the output is the
 //! op's result, which candle hands back to `bwd`.
 
-use super::gemm::{weight_grad, View};
-use super::layer::{add_row, input_grads, pre_activations, set_bias_grads, Packed};
+use super::gemm::View;
+use super::layer::{pre_activations, previous_states, set_bias_grads, InputSideGrads, Packed};
 use super::math::{sigmoid_in_place, simd_fn, tanh_in_place};
 use super::step_gemm::{matmul_packed, PackedB};
-use super::{unfilled, Dims, Grads};
+use super::weight_grad::StagedWeightGrad;
+use super::{Dims, Grads};
 use crate::models::Nonlinearity;
 
 simd_fn! {
@@ -83,31 +84,33 @@ pub fn backward(
 ) -> Grads {
     let Dims { b, t, h, .. } = d;
     let p = Packed::new(d, 1);
-    let mut dxw = unfilled(b * t * h); // (B, T, H): ∂L/∂(pre-activation)
     let mut dh = vec![0f32; b * h]; // (B, H): into h_t from step t + 1, then the total
     let w_v = PackedB::new(w, p.w_hh()); // W_hh (H, H)
-    let mut da_next = vec![0f32; b * h]; // (B, H): ∂L/∂a_{t+1}, contiguous
-    let mut db = vec![0f32; h]; // (H,): ∂L/∂b_ih = ∂L/∂b_hh
+                                         // Each step's ∂L/∂a_t rows, contiguous, summed into ∂L/∂W_hh as they come (see `lstm.rs`).
+    let mut dw_hh = StagedWeightGrad::new(b, h, h);
+    let mut input_side = InputSideGrads::new(d, p, need_dx); // ∂L/∂W_ih, ∂L/∂b, ∂L/∂x
     for step in (0..t).rev() {
         if step + 1 < t {
-            matmul_packed(&mut dh, View::dense(0, b, h), false, &da_next, View::dense(0, b, h), &w_v);
+            let da_next = dw_hh.last_rows(); // (B, H): ∂L/∂a_{t+1}
+            matmul_packed(&mut dh, View::dense(0, b, h), false, da_next, View::dense(0, b, h), &w_v);
         }
+        let (src, prev) = previous_states(d, out, h0, step);
+        let da_rows = dw_hh.next_step(src, prev); // (B, H)
         for k in 0..b {
             let r = (k * t + step) * h;
-            let dh_row = &mut dh[k * h..][..h];
-            row_backward(act, dh_row, &mut dxw[r..r + h], &grad[r..r + h], &out[r..r + h]);
-            da_next[k * h..][..h].copy_from_slice(&dxw[r..r + h]);
-            add_row(&mut db, &dxw[r..r + h]);
+            let (dh_row, da) = (&mut dh[k * h..][..h], &mut da_rows[k * h..][..h]);
+            row_backward(act, dh_row, da, &grad[r..r + h], &out[r..r + h]);
+            input_side.add(k * t + step, da, &x[(k * t + step) * d.i..][..d.i]);
             if let Some(tap) = tap_h.as_deref_mut() {
                 tap[r..r + h].copy_from_slice(dh_row);
             }
         }
     }
     let mut dh0 = vec![0f32; b * h]; // (B, H)
-    matmul_packed(&mut dh0, View::dense(0, b, h), false, &da_next, View::dense(0, b, h), &w_v);
+    matmul_packed(&mut dh0, View::dense(0, b, h), false, dw_hh.last_rows(), View::dense(0, b, h), &w_v);
     let mut dw = vec![0f32; p.gh * p.ld()]; // packed (H, I + H + 2)
-    weight_grad(&mut dw, p.w_hh(), &dxw, 0, h, out, 0, h, h0, (b, t));
-    let dx = input_grads(d, p, x, w, &dxw, &mut dw, need_dx);
+    dw_hh.finish(&mut dw, p.w_hh());
+    let (dx, db) = input_side.finish(d, x, w, &mut dw); // ∂L/∂b_ih = ∂L/∂b_hh
     set_bias_grads(&mut dw, p, &db, &db);
     Grads { dx, dw, dstate: dh0 }
 }

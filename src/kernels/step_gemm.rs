@@ -43,44 +43,67 @@ fn packed_kernel_runs() -> bool {
 impl PackedB {
     /// Packs the (k, n) matrix `bv` of `b`.
     pub fn new(b: &[f32], bv: View) -> Self {
-        let (k, n) = (bv.rows, bv.cols);
+        let mut packed = Self::zeroed(bv.rows, bv.cols);
+        packed.set_rows(0, b, bv);
+        packed
+    }
+
+    /// A (k, n) operand of zeros, to be filled a block of rows at a time with [`Self::set_rows`].
+    pub fn zeroed(k: usize, n: usize) -> Self {
+        if packed_kernel_runs() {
+            Self { k, n, panels: vec![0f32; n.div_ceil(NR) * k * NR], plain: Vec::new() }
+        } else {
+            Self { k, n, panels: Vec::new(), plain: vec![0f32; k * n] }
+        }
+    }
+
+    /// Overwrites rows `first..first + bv.rows` with the matrix `bv` of `b` (as many columns as
+    /// the operand has), in place: for an operand that changes every step.
+    pub fn set_rows(&mut self, first: usize, b: &[f32], bv: View) {
+        let (k, n) = (self.k, self.n);
+        assert!(first + bv.rows <= k && bv.cols == n, "packed rows {first}+{bv:?} of a ({k}, {n}) operand");
         assert!(bv.end() <= b.len(), "packed operand view out of bounds");
         let at = |kk: usize, j: usize| b[bv.offset + kk * bv.rs + j * bv.cs];
-        if !packed_kernel_runs() {
-            let plain = (0..k).flat_map(|kk| (0..n).map(move |j| (kk, j))).map(|(kk, j)| at(kk, j)).collect();
-            return Self { k, n, panels: Vec::new(), plain };
+        if self.panels.is_empty() {
+            for kk in 0..bv.rows {
+                let row = &mut self.plain[(first + kk) * n..][..n];
+                row.iter_mut().enumerate().for_each(|(j, v)| *v = at(kk, j));
+            }
+            return;
         }
-        let n_panels = n.div_ceil(NR);
-        let mut panels = vec![0f32; n_panels * k * NR];
-        if k > 0 && n > 0 {
-            if bv.cs == 1 {
-                // Rows of B are contiguous: copy NR-wide pieces of each.
-                for kk in 0..k {
-                    let src = &b[bv.offset + kk * bv.rs..][..n];
-                    for (p, piece) in src.chunks(NR).enumerate() {
-                        panels[(p * k + kk) * NR..][..piece.len()].copy_from_slice(piece);
-                    }
+        let panels = &mut self.panels;
+        if bv.cs == 1 {
+            // Rows of B are contiguous: copy NR-wide pieces of each.
+            for kk in 0..bv.rows {
+                let src = &b[bv.offset + kk * bv.rs..][..n];
+                let (full, rest) = src.split_at(n - n % NR);
+                for (p, piece) in full.chunks_exact(NR).enumerate() {
+                    let dst: &mut [f32; NR] =
+                        (&mut panels[(p * k + first + kk) * NR..][..NR]).try_into().unwrap();
+                    *dst = piece.try_into().unwrap();
                 }
-            } else if bv.rs == 1 {
-                // A transposed matrix: its columns are contiguous; scatter each into its panel.
-                for j in 0..n {
-                    let src = &b[bv.offset + j * bv.cs..][..k];
-                    let (p, jj) = (j / NR, j % NR);
-                    let panel = &mut panels[p * k * NR..][..k * NR];
-                    for (kk, &v) in src.iter().enumerate() {
-                        panel[kk * NR + jj] = v;
-                    }
+                if !rest.is_empty() {
+                    panels[((n / NR) * k + first + kk) * NR..][..rest.len()].copy_from_slice(rest);
                 }
-            } else {
-                for p in 0..n_panels {
-                    for kk in 0..k {
-                        let row = &mut panels[(p * k + kk) * NR..][..NR.min(n - p * NR)];
-                        row.iter_mut().enumerate().for_each(|(j, v)| *v = at(kk, p * NR + j));
-                    }
+            }
+        } else if bv.rs == 1 {
+            // A transposed matrix: its columns are contiguous; scatter each into its panel.
+            for j in 0..n {
+                let src = &b[bv.offset + j * bv.cs..][..bv.rows];
+                let (p, jj) = (j / NR, j % NR);
+                let panel = &mut panels[(p * k + first) * NR..][..bv.rows * NR];
+                for (kk, &v) in src.iter().enumerate() {
+                    panel[kk * NR + jj] = v;
+                }
+            }
+        } else {
+            for p in 0..n.div_ceil(NR) {
+                for kk in 0..bv.rows {
+                    let row = &mut panels[(p * k + first + kk) * NR..][..NR.min(n - p * NR)];
+                    row.iter_mut().enumerate().for_each(|(j, v)| *v = at(kk, p * NR + j));
                 }
             }
         }
-        Self { k, n, panels, plain: Vec::new() }
     }
 }
 
