@@ -138,12 +138,22 @@ simd_fn! {
     fn narrow_projection(out: &mut [f32], x: &[f32], w_t: &[f32], bias: &[f32], i: usize, skip_zeros: bool) {
         let gh = bias.len();
         for (row, xr) in out.chunks_exact_mut(gh).zip(x.chunks_exact(i)) {
-            row.copy_from_slice(bias);
+            // The first input used writes bias + x·w in one pass, not after a copy of the bias
+            // (the same value: the copy's mad was the same operation).
+            let mut biased = false;
             for (&xv, wr) in xr.iter().zip(w_t.chunks_exact(gh)) {
                 if skip_zeros && xv == 0.0 {
                     continue;
                 }
-                row.iter_mut().zip(wr).for_each(|(o, w)| *o = mad::<FMA>(xv, *w, *o));
+                if biased {
+                    row.iter_mut().zip(wr).for_each(|(o, w)| *o = mad::<FMA>(xv, *w, *o));
+                } else {
+                    row.iter_mut().zip(wr).zip(bias).for_each(|((o, w), b)| *o = mad::<FMA>(xv, *w, *b));
+                    biased = true;
+                }
+            }
+            if !biased {
+                row.copy_from_slice(bias);
             }
         }
     }

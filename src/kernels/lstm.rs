@@ -55,13 +55,13 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], state: &[f32], save: bool) -> (Vec
     (out, if save { Saved::Lstm { gates, cells } } else { Saved::Nothing })
 }
 
-/// BPTT. `grad` and `out` are (B·T + B, H) = [h_t; c_{T-1}]; `gates` (B, T, 4H) and `cells`
-/// (B, T, H) from [`forward`]; `state` (2, B, H) = [h0; c0]. `taps`, when given, receive
-/// ∂L/∂h_t and ∂L/∂c_t, each (B, T, H).
+/// BPTT. `grad` is the gradient of the result [h_t; c_{T-1}] as its (B, T, H) and (B, H) parts,
+/// `out` the result's h_t (B, T, H); `gates` (B, T, 4H) and `cells` (B, T, H) from [`forward`];
+/// `state` (2, B, H) = [h0; c0]. `taps`, when given, receive ∂L/∂h_t and ∂L/∂c_t, each (B, T, H).
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     d: Dims,
-    grad: &[f32],
+    (grad, grad_c): (&[f32], &[f32]),
     out: &[f32],
     (gates, cells): (&[f32], &[f32]),
     x: &[f32],
@@ -74,11 +74,10 @@ pub fn backward(
     let p = Packed::new(d, 4);
     let g4 = 4 * h;
     let (h0, c0) = state.split_at(b * h);
-    let bth = b * t * h;
     let mut dh = vec![0f32; b * h]; // (B, H): into h_t from step t + 1, then the total
 
     // (B, H): into c_t from c_{t+1} = f_{t+1} c_t + …; at T − 1 from outside, through c_n.
-    let mut dc_next = grad[bth..bth + b * h].to_vec();
+    let mut dc_next = grad_c[..b * h].to_vec();
     let mut dc = vec![0f32; b * h]; // (B, H): total ∂L/∂c_t of this step
     let w_v = PackedB::new(w, p.w_hh()); // W_hh (4H, H)
                                          // Each step's ∂L/∂a_t rows, contiguous (see `forward`), summed into ∂L/∂W_hh as they come.
