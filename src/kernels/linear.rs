@@ -29,8 +29,6 @@ struct LinearOp {
     act: Activation,
     /// (rows, in, out).
     dims: (usize, usize, usize),
-    /// Rows of the input, of which the first `dims.0` are used (see [`linear_leading_rows`]).
-    input_rows: usize,
     /// GELU'(x·Wᵀ + b), kept when GELU follows and a backward pass will run.
     deriv: Mutex<Vec<f32>>,
     save: bool,
@@ -63,9 +61,6 @@ impl CustomOp3 for LinearOp {
             } else {
                 y.par_chunks_mut(ELEMENTWISE_CHUNK).for_each(gelu_in_place);
             }
-        }
-        if self.input_rows != n {
-            return Ok((CpuStorage::F32(y), Shape::from((n, o))));
         }
         let mut dims = l1.dims().to_vec();
         *dims.last_mut().expect("linear input has a last dimension") = o;
@@ -101,11 +96,7 @@ impl CustomOp3 for LinearOp {
                 d.into()
             }
         };
-        let (mut dx, dw, db) =
-            affine_grads(&dpre, xv, wv, (n, i, o), [x.track_op(), w.track_op(), b.track_op()]);
-        if let Some(dx) = dx.as_mut() {
-            dx.resize(self.input_rows * i, 0.0); // the unread rows get no gradient
-        }
+        let (dx, dw, db) = affine_grads(&dpre, xv, wv, (n, i, o), [x.track_op(), w.track_op(), b.track_op()]);
         let wrap = |v: Option<Vec<f32>>, like: &Tensor| {
             v.map(|v| Tensor::from_vec(v, like.shape(), like.device())).transpose()
         };
@@ -277,24 +268,7 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor, act: Activation) -> Re
         );
     }
     let rows = x.elem_count() / i.max(1);
-    apply(x, weight, bias, act, (rows, i, o), rows)
-}
-
-/// `x[..rows]·weightᵀ + bias` for `x` (R, in) with R ≥ `rows`: (rows, out). The unread rows get
-/// a zero gradient. It lets a readout take the LSTM kernel's result [h_t; c_{T-1}] whole, so
-/// candle's backward accumulates one gradient for it instead of one per view.
-pub fn linear_leading_rows(x: &Tensor, rows: usize, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    let (r, i) = x.dims2()?;
-    let (o, wi) = weight.dims2()?;
-    if rows > r || wi != i || bias.dims() != [o] {
-        bail!(
-            "linear: {rows} leading rows of x {:?}, weight {:?}, bias {:?} do not fit (R ≥ rows, in), (out, in), (out,)",
-            x.dims(),
-            weight.dims(),
-            bias.dims()
-        );
-    }
-    apply(x, weight, bias, Activation::Identity, (rows, i, o), r)
+    apply(x, weight, bias, act, (rows, i, o))
 }
 
 fn apply(
@@ -303,7 +277,6 @@ fn apply(
     bias: &Tensor,
     act: Activation,
     dims: (usize, usize, usize),
-    input_rows: usize,
 ) -> Result<Tensor> {
     for v in [x, weight, bias] {
         if !v.device().is_cpu() || v.dtype() != DType::F32 {
@@ -311,7 +284,7 @@ fn apply(
         }
     }
     let save = x.track_op() || weight.track_op() || bias.track_op();
-    let op = LinearOp { act, dims, input_rows, deriv: Mutex::new(Vec::new()), save };
+    let op = LinearOp { act, dims, deriv: Mutex::new(Vec::new()), save };
     let (x, weight, bias) = (x.contiguous()?, weight.contiguous()?, bias.contiguous()?);
     if save {
         x.apply_op3(&weight, &bias, op)

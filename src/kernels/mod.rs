@@ -32,8 +32,8 @@ pub use attention::causal_attention;
 pub use block::gpt_block;
 pub use denormals::flushing as flushes_denormals;
 pub use layer_norm::layer_norm;
-pub use linear::{linear, linear_leading_rows, Activation};
-pub use op::{fused_layer, pack_weights, Slot, StateGradSlots};
+pub use linear::{linear, Activation};
+pub use op::{fused_layer, fused_layer_with_head, pack_weights, Slot, StateGradSlots};
 
 /// A zeroed buffer, written by rayon's pool: `vec![0.0; len]` zeroes reused heap memory on the
 /// calling thread, which for the GPT's (B, nh, T, T) and (B, T, 4C) buffers was serial time on

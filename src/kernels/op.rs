@@ -7,6 +7,7 @@
 //! The op takes the layer's input x rather than its projection W_ih x: see `layer.rs` for why.
 
 use super::denormals::FlushDenormals;
+use super::linear::{affine, affine_grads};
 use super::{gru, lstm, rnn, unfilled, Dims, Grads, Saved};
 use crate::models::CellKind;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Storage, Tensor};
@@ -40,6 +41,23 @@ struct FusedLayer {
     /// What backward needs beyond the result and the arguments, per batch shard.
     saved: Mutex<Vec<Saved>>,
     slots: Option<StateGradSlots>,
+    /// A readout fused onto the layer (see [`fused_layer_with_head`]).
+    head: Option<FusedHead>,
+}
+
+/// A linear readout y = h_t·Wᵀ + b computed inside the layer's op, which then returns y.
+struct FusedHead {
+    /// Outputs per step.
+    o: usize,
+    /// The layer's own result (what [`fused_layer`] would return), kept for backward and handed
+    /// to the caller through `result`.
+    kept: Mutex<Option<Tensor>>,
+    result: Slot,
+}
+
+/// Where the packed layer weight ends and a fused head's (O, H) weight and (O) bias begin.
+fn layer_weight_len(d: Dims, cell: CellKind) -> usize {
+    cell.gates() * d.h * (d.i + d.h + 2)
 }
 
 /// The result's shape: (B, T, H), or (B·T + B, H) = [h_t; c_{T-1}] for LSTM.
@@ -89,10 +107,11 @@ impl CustomOp3 for FusedLayer {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let x = cpu_slice(s1, l1, "x")?;
-        let w = cpu_slice(s2, l2, "weight")?;
+        let w_all = cpu_slice(s2, l2, "weight")?;
         let state = cpu_slice(s3, l3, "state")?;
         let d = self.dims;
         let with_c = self.cell.has_cell_state();
+        let (w, head_w) = w_all.split_at(layer_weight_len(d, self.cell));
         let parts: Vec<(Vec<f32>, Saved)> = shards(d.b)
             .into_par_iter()
             .map(|r| {
@@ -109,7 +128,17 @@ impl CustomOp3 for FusedLayer {
             .collect();
         let (outs, saved): (Vec<Vec<f32>>, Vec<Saved>) = parts.into_iter().unzip();
         *self.saved.lock().map_err(poisoned)? = saved;
-        Ok((CpuStorage::F32(join_results(outs, d, with_c)), result_shape(self.cell, d)))
+        let result = join_results(outs, d, with_c);
+        let Some(head) = &self.head else {
+            return Ok((CpuStorage::F32(result), result_shape(self.cell, d)));
+        };
+        let (rows, o) = (d.b * d.t, head.o);
+        let (hw, hb) = head_w.split_at(o * d.h);
+        let y = affine(&result[..rows * d.h], hw, hb, (rows, d.h, o)); // (B·T, O)
+        let result = Tensor::from_vec(result, result_shape(self.cell, d), &Device::Cpu)?;
+        *head.result.lock().map_err(poisoned)? = Some(result.clone());
+        *head.kept.lock().map_err(poisoned)? = self.save.then_some(result);
+        Ok((CpuStorage::F32(y), Shape::from((d.b, d.t, o))))
     }
 
     fn bwd(
@@ -122,17 +151,44 @@ impl CustomOp3 for FusedLayer {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let d = self.dims;
         let grad_res = grad_res.to_dtype(DType::F32)?.contiguous()?;
+        // With a fused head the layer's result is the kept one, and `res` is the readout.
+        let kept = match &self.head {
+            Some(head) => head.kept.lock().map_err(poisoned)?.clone(),
+            None => None,
+        };
+        let layer_res = match (&self.head, &kept) {
+            (None, _) => res,
+            (Some(_), Some(kept)) => kept,
+            (Some(_), None) => bail!("{}: the forward pass kept nothing for backward", self.name()),
+        };
         // Read guards on the storages: the slices are borrowed, not copied.
         let (g_st, g_l) = grad_res.storage_and_layout();
-        let (o_st, o_l) = res.storage_and_layout();
+        let (o_st, o_l) = layer_res.storage_and_layout();
         let (x_st, x_l) = x.storage_and_layout();
         let (w_st, w_l) = w.storage_and_layout();
         let (s_st, s_l) = state.storage_and_layout();
         let grad = storage_slice(&g_st, g_l, "the result's gradient")?;
         let out = storage_slice(&o_st, o_l, "the result")?;
         let xv = storage_slice(&x_st, x_l, "x")?;
-        let wv = storage_slice(&w_st, w_l, "weight")?;
+        let (wv, head_w) = storage_slice(&w_st, w_l, "weight")?.split_at(layer_weight_len(d, self.cell));
         let sv = storage_slice(&s_st, s_l, "state")?;
+        // ∂L/∂y of a fused head becomes ∂L/∂(the layer's result): (B·T, H) from the readout and,
+        // for LSTM, zeros for c_{T-1}, which nothing outside reads.
+        let head_grads = self.head.as_ref().map(|head| {
+            let (rows, o) = (d.b * d.t, head.o);
+            let (hw, _) = head_w.split_at(o * d.h);
+            let (dh, dw, db) =
+                affine_grads(&grad[..rows * o], &out[..rows * d.h], hw, (rows, d.h, o), [true; 3]);
+            let mut dres = dh.expect("asked for");
+            if self.cell.has_cell_state() {
+                dres.resize(rows * d.h + d.b * d.h, 0.0);
+            }
+            (dres, [dw.expect("asked for"), db.expect("asked for")].concat())
+        });
+        let grad = match &head_grads {
+            Some((dres, _)) => &dres[..],
+            None => grad,
+        };
         let saved = self.saved.lock().map_err(poisoned)?;
         let need_dx = x.track_op();
         // Taps cost one (B, T, H) buffer each and a row copy per step; without them, nothing.
@@ -179,7 +235,10 @@ impl CustomOp3 for FusedLayer {
                 })
             })
             .collect();
-        let grads = join_grads(shard_grads.into_iter().collect::<Result<Vec<_>>>()?, d, &ranges, with_c);
+        let mut grads = join_grads(shard_grads.into_iter().collect::<Result<Vec<_>>>()?, d, &ranges, with_c);
+        if let Some((_, dw_head)) = head_grads {
+            grads.dw.extend(dw_head); // [layer; head W; head b], the weight argument's layout
+        }
         if let Some(slots) = &self.slots {
             deposit(&slots.h, tap_h, d, x.device())?;
             if let Some(c) = &slots.c {
@@ -331,6 +390,12 @@ pub fn fused_layer(
     state: &Tensor,
     slots: Option<&StateGradSlots>,
 ) -> Result<Tensor> {
+    let dims = check(cell, x, weight, state)?;
+    apply(cell, dims, x, weight, state, slots, None)
+}
+
+/// The op's sizes, once the arguments are checked against each other.
+fn check(cell: CellKind, x: &Tensor, weight: &Tensor, state: &Tensor) -> Result<Dims> {
     let (b, t, i) = x.dims3()?;
     let (gh, cols) = weight.dims2()?;
     let g = cell.gates();
@@ -355,14 +420,69 @@ pub fn fused_layer(
             );
         }
     }
+    Ok(Dims { b, t, h, i })
+}
+
+/// [`fused_layer`] followed by the readout y = h_t·`head_w`ᵀ + `head_b`, in the same op.
+///
+/// Returns y (B, T, O) and, detached from the graph, what [`fused_layer`] would have returned.
+/// As two ops, the layer's (B, T, H) result had a consumer in candle's graph, and candle's
+/// backward accumulates every consumer's gradient into a fresh zero tensor of that size on its
+/// main thread (a 32 MB zeroing and a 32 MB add per step at B = 64, T = 1000, H = 128) while the
+/// pool's workers wait: ~20% of a tanh RNN adding step's wall time, ~8% of an LSTM's. Here the
+/// gradient into h_t is formed inside the op. The layer's result is not differentiable in this
+/// form: a loss must reach it through y.
+pub fn fused_layer_with_head(
+    cell: CellKind,
+    x: &Tensor,
+    weight: &Tensor,
+    state: &Tensor,
+    (head_w, head_b): (&Tensor, &Tensor),
+    slots: Option<&StateGradSlots>,
+) -> Result<(Tensor, Tensor)> {
+    let dims = check(cell, x, weight, state)?;
+    let (o, hw_cols) = head_w.dims2()?;
+    if hw_cols != dims.h || head_b.dims() != [o] || o == 0 {
+        bail!(
+            "fused {cell} head: weight {:?} and bias {:?} do not fit (O, H = {}) and (O)",
+            head_w.dims(),
+            head_b.dims(),
+            dims.h
+        );
+    }
+    for (what, v) in [("head weight", head_w), ("head bias", head_b)] {
+        if !v.device().is_cpu() || v.dtype() != DType::F32 {
+            bail!(
+                "fused {cell}: {what} is {:?} on {:?}; the fused kernels need f32 on the CPU",
+                v.dtype(),
+                v.device()
+            );
+        }
+    }
+    // One weight argument: [packed layer | head W | head b], flattened.
+    let all = Tensor::cat(&[weight.flatten_all()?, head_w.flatten_all()?, head_b.clone()], 0)?;
+    let head = FusedHead { o, kept: Mutex::new(None), result: Slot::default() };
+    let result = head.result.clone();
+    let y = apply(cell, dims, x, &all, state, slots, Some(head))?;
+    let layer = result.lock().map_err(poisoned)?.take();
+    match layer {
+        Some(layer) => Ok((y, layer)),
+        None => bail!("fused {cell} head: the op returned no layer result"),
+    }
+}
+
+/// Runs the op (its arguments checked by the caller).
+fn apply(
+    cell: CellKind,
+    dims: Dims,
+    x: &Tensor,
+    weight: &Tensor,
+    state: &Tensor,
+    slots: Option<&StateGradSlots>,
+    head: Option<FusedHead>,
+) -> Result<Tensor> {
     let save = x.track_op() || weight.track_op() || state.track_op();
-    let op = FusedLayer {
-        cell,
-        dims: Dims { b, t, h, i },
-        save,
-        saved: Mutex::new(Vec::new()),
-        slots: slots.cloned(),
-    };
+    let op = FusedLayer { cell, dims, save, saved: Mutex::new(Vec::new()), slots: slots.cloned(), head };
     let (x, weight, state) = (x.contiguous()?, weight.contiguous()?, state.contiguous()?);
     if save {
         x.apply_op3(&weight, &state, op)

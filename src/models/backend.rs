@@ -8,7 +8,7 @@
 
 use super::recurrent::CellKind;
 use super::taps::LayerTap;
-use crate::kernels::{fused_layer, pack_weights, StateGradSlots};
+use crate::kernels::{fused_layer, fused_layer_with_head, pack_weights, StateGradSlots};
 use candle_core::{bail, DType, Device, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -85,8 +85,8 @@ pub(super) struct FusedLayerOutput {
     pub h: Tensor,
     pub h_n: Tensor,
     pub c_n: Option<Tensor>,
-    /// For LSTM, the op's own result (B·T + B, H) = [h_t; c_{T-1}], of which `h` is a view.
-    pub rows: Option<Tensor>,
+    /// With a fused head, its outputs (B, T, O); `h` and the final states are then detached.
+    pub readout: Option<Tensor>,
 }
 
 /// One layer on the fused path; returns the outputs (B, T, H) and the final states, like `run_layer`.
@@ -102,6 +102,7 @@ pub(super) fn run_fused(
     h0: &Tensor,
     c0: Option<&Tensor>,
     slots: Option<&StateGradSlots>,
+    head: Option<(&Tensor, &Tensor)>,
 ) -> Result<FusedLayerOutput> {
     let (b, t, _) = input.dims3()?;
     // Back to PyTorch's layouts (contiguous: the views are transposes of them).
@@ -111,14 +112,20 @@ pub(super) fn run_fused(
         (CellKind::Lstm, None) => bail!("an lstm layer needs an initial cell state"),
         _ => h0.clone(),
     };
-    let out = fused_layer(cell, input, &weight, &state, slots)?;
+    let (out, readout) = match head {
+        Some(head) => {
+            let (y, out) = fused_layer_with_head(cell, input, &weight, &state, head, slots)?;
+            (out, Some(y))
+        }
+        None => (fused_layer(cell, input, &weight, &state, slots)?, None),
+    };
     let last = |x: &Tensor| x.narrow(1, t - 1, 1)?.squeeze(1); // (B, H)
     if cell.has_cell_state() {
         let hid = out.dim(1)?;
         let h = out.narrow(0, 0, b * t)?.reshape((b, t, hid))?; // contiguous: no copy
         let c_n = out.narrow(0, b * t, b)?; // (B, H)
-        Ok(FusedLayerOutput { h_n: last(&h)?, h, c_n: Some(c_n), rows: Some(out) })
+        Ok(FusedLayerOutput { h_n: last(&h)?, h, c_n: Some(c_n), readout })
     } else {
-        Ok(FusedLayerOutput { h_n: last(&out)?, h: out, c_n: None, rows: None })
+        Ok(FusedLayerOutput { h_n: last(&out)?, h: out, c_n: None, readout })
     }
 }

@@ -254,13 +254,10 @@ pub struct RecurrentOutput {
     pub state: RecurrentState,
     /// Present when [`ForwardOptions::record_state_grads`] was set: read ∂L/∂h_t after backward.
     pub taps: Option<StateTaps>,
-    /// On the fused path for LSTM, the last layer's op result (B·T + B, H) = [h_t; c_{T-1}],
-    /// whose first B·T rows are `output`. A readout that reads them from here is this result's
-    /// only consumer in the graph: reading `output` puts a narrow and a reshape between them,
-    /// and candle's backward accumulates each view's full-size gradient into a fresh zero
-    /// tensor on one thread (~14 serial passes over (B, T, H) per step, ~13% of an adding
-    /// T = 1000 training step's wall time).
-    pub output_rows: Option<Tensor>,
+    /// From [`Rnn::forward_fusing_readout`] on the fused path: the readout's outputs (B, T, O),
+    /// computed inside the last layer's op. `output` and the last layer's final state are then
+    /// values only, outside the graph: gradients reach the model through this tensor.
+    pub readout: Option<Tensor>,
 }
 
 /// Per-call switches. `Default` is inference: no dropout, no taps, automatic backend.
@@ -343,6 +340,32 @@ impl Recurrent {
         state: Option<&RecurrentState>,
         opts: &ForwardOptions,
     ) -> Result<RecurrentOutput> {
+        self.forward_impl(x, state, opts, None)
+    }
+
+    /// [`Self::forward_with`] followed, on the fused path, by the linear readout
+    /// y = h_t·`weight`ᵀ + `bias` (weight (O, H), bias (O)) inside the last layer's op:
+    /// [`RecurrentOutput::readout`] holds y, and `output` and the last layer's final state are
+    /// values outside the graph (see [`crate::kernels::fused_layer_with_head`] for why). On
+    /// the autograd path `readout` is None and nothing else changes: apply the readout to
+    /// `output` as usual.
+    pub fn forward_fusing_readout(
+        &self,
+        x: &Tensor,
+        state: Option<&RecurrentState>,
+        opts: &ForwardOptions,
+        (weight, bias): (&Tensor, &Tensor),
+    ) -> Result<RecurrentOutput> {
+        self.forward_impl(x, state, opts, Some((weight, bias)))
+    }
+
+    fn forward_impl(
+        &self,
+        x: &Tensor,
+        state: Option<&RecurrentState>,
+        opts: &ForwardOptions,
+        head: Option<(&Tensor, &Tensor)>,
+    ) -> Result<RecurrentOutput> {
         let cfg = &self.config;
         let (b, t, i) = x.dims3()?;
         if i != cfg.input_size {
@@ -384,7 +407,7 @@ impl Recurrent {
         let mut h_final = Vec::with_capacity(l);
         let mut c_final = Vec::with_capacity(l);
         let mut taps = Vec::with_capacity(l);
-        let mut output_rows = None;
+        let mut readout = None;
         for (k, w) in self.layers.iter().enumerate() {
             let detached;
             let w = if opts.no_grad {
@@ -405,13 +428,14 @@ impl Recurrent {
                 ),
             };
             let c0 = c0s.as_ref().map(|c| &c[k]);
-            let FusedLayerOutput { h: out, h_n, c_n, rows } = if fused {
-                self.run_layer_fused(w, &layer_input, &h0s[k], c0, slots.as_ref())?
+            let FusedLayerOutput { h: out, h_n, c_n, readout: y } = if fused {
+                let head = head.filter(|_| k + 1 == l);
+                self.run_layer_fused(w, &layer_input, &h0s[k], c0, slots.as_ref(), head)?
             } else {
                 let (h, h_n, c_n) = self.run_layer(w, &layer_input, &h0s[k], c0, tap.as_ref())?;
-                FusedLayerOutput { h, h_n, c_n, rows: None }
+                FusedLayerOutput { h, h_n, c_n, readout: None }
             }; // (B, T, H)
-            output_rows = rows;
+            readout = y;
             h_final.push(h_n);
             c_final.extend(c_n);
             taps.extend(tap);
@@ -428,11 +452,12 @@ impl Recurrent {
                 c: if c_final.is_empty() { None } else { Some(Tensor::stack(&c_final, 0)?) },
             },
             taps: opts.record_state_grads.then(|| StateTaps::new(taps)),
-            output_rows,
+            readout,
         })
     }
 
-    /// [`Self::run_layer`] as one fused custom op; `slots` receive ∂L/∂h_t (∂L/∂c_t) in backward.
+    /// [`Self::run_layer`] as one fused custom op; `slots` receive ∂L/∂h_t (∂L/∂c_t) in backward,
+    /// and `head` is a readout to fuse into it.
     fn run_layer_fused(
         &self,
         w: &LayerWeights,
@@ -440,9 +465,10 @@ impl Recurrent {
         h0: &Tensor,
         c0: Option<&Tensor>,
         slots: Option<&StateGradSlots>,
+        head: Option<(&Tensor, &Tensor)>,
     ) -> Result<FusedLayerOutput> {
         let weights = (&w.w_ih_t, &w.w_hh_t);
-        run_fused(self.config.cell, input, weights, (&w.b_ih, &w.b_hh), h0, c0, slots)
+        run_fused(self.config.cell, input, weights, (&w.b_ih, &w.b_hh), h0, c0, slots, head)
     }
 
     /// One layer over the whole sequence with per-op autograd; returns (outputs (B, T, H),

@@ -312,23 +312,16 @@ impl SeqModel {
                     }
                     ModelInput::Real { .. } => inputs.clone(),
                 }; // (B, T, I)
-                let out = rnn.forward_with(&x, state, opts)?;
-                // On the fused path the readout is the fused linear op too: candle's matmul runs on
-                // its one-thread pool, and over every (b, t) it was serial time in each step.
-                let outputs = match head.bias() {
-                    Some(bias) if opts.backend.use_fused(out.output.device(), out.output.dtype())? => {
-                        let (b, t, _) = out.output.dims3()?;
-                        let identity = crate::kernels::Activation::Identity;
-                        match &out.output_rows {
-                            // The same rows, read from the op's result (see `output_rows`).
-                            Some(rows) => {
-                                crate::kernels::linear_leading_rows(rows, b * t, head.weight(), bias)?
-                                    .reshape((b, t, ()))?
-                            }
-                            None => crate::kernels::linear(&out.output, head.weight(), bias, identity)?,
-                        }
-                    }
-                    _ => head.forward(&out.output)?,
+                   // On the fused path the readout runs inside the last layer's op (see
+                   // `kernels::fused_layer_with_head`); the state it returns is a value, as the
+                   // trainer's detached carry is anyway.
+                let out = match head.bias() {
+                    Some(bias) => rnn.forward_fusing_readout(&x, state, opts, (head.weight(), bias))?,
+                    None => rnn.forward_with(&x, state, opts)?,
+                };
+                let outputs = match &out.readout {
+                    Some(y) => y.clone(),
+                    None => head.forward(&out.output)?,
                 };
                 Ok(SeqOutput { outputs, state: Some(out.state), taps: out.taps })
             }
