@@ -320,6 +320,34 @@ fn no_grad_forward_gives_the_same_outputs_and_keeps_no_graph() {
             }
         }
     }
+    // The sequence model's fused readout keeps no graph either (its head weights are variables).
+    use gradscope::models::{Family, InitScheme, ModelInput, SeqModelConfig};
+    for family in [Family::Rnn, Family::Lstm, Family::Gru] {
+        let cfg = SeqModelConfig {
+            family,
+            nonlinearity: Nonlinearity::Tanh,
+            input: ModelInput::Real { features: 3 },
+            output_size: 2,
+            hidden: 8,
+            layers: 1,
+            heads: 1,
+            context: 11,
+            dropout: 0.0,
+            init: InitScheme::Pytorch,
+            init_gain: None,
+            forget_bias: None,
+        };
+        let model = cfg.init(&VarMap::new(), 3, &Device::Cpu).unwrap();
+        let x = randn(&[9, 11, 3], 1, 1.0);
+        let run = |no_grad| {
+            let opts = ForwardOptions { backend: RecurrentBackend::Fused, no_grad, ..Default::default() };
+            model.forward(&x, None, &opts).unwrap().outputs
+        };
+        let (with, without) = (run(false), run(true));
+        assert!(with.track_op() && !without.track_op(), "{family:?}: no_grad outputs are in a graph");
+        assert_eq!(flat(&with), flat(&without), "{family:?}");
+    }
+
     let model: Recurrent = RecurrentConfig::lstm(2, 4).init(&VarMap::new(), "", 0, &Device::Cpu).unwrap();
     let opts = ForwardOptions { no_grad: true, record_state_grads: true, ..Default::default() };
     let err = model.forward_with(&randn(&[1, 3, 2], 1, 1.0), None, &opts).err().expect("refused").to_string();

@@ -400,6 +400,13 @@ impl Recurrent {
             true => (x.detach(), h0.detach(), c0.as_ref().map(Tensor::detach)),
             false => (x.clone(), h0, c0),
         };
+        // Under no_grad nothing may track: a head weight that does would make the op keep every
+        // activation for a backward pass that never comes.
+        let head = head.map(|(w, b)| match opts.no_grad {
+            true => (w.detach(), b.detach()),
+            false => (w.clone(), b.clone()),
+        });
+        let head = head.as_ref().map(|(w, b)| (w, b));
         let h0s = unbind(&h0, 0)?;
         let c0s = c0.as_ref().map(|c| unbind(c, 0)).transpose()?;
 
