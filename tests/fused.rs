@@ -235,7 +235,7 @@ fn fused_lstm_trains_at_one_hundred_thousand_steps_without_a_deep_stack() {
 /// [h_t; c_{T-1}] directly (`RecurrentOutput::output_rows`) instead of its (B, T, H) view.
 /// The sequence model's readout, which the fused path runs inside the last layer's op
 /// (`fused_layer_with_head`): outputs, every parameter's gradient and every layer's ∂L/∂h_t
-/// (∂L/∂c_t) agree with the autograd path, for narrow (row loop) and wide (GEMM) readouts, one
+/// (∂L/∂c_t) agree with the autograd path, for readouts onto 1, 2 and 20 outputs, one
 /// shard and a batch sharded across threads, one and two layers.
 #[test]
 fn sequence_model_readouts_agree_on_both_paths() {

@@ -7,12 +7,21 @@
 use super::gemm::View;
 use super::layer::{add_row, pre_activations, previous_states, set_bias_grads, InputSideGrads, Packed};
 use super::math::{sigmoid, simd_fn, tanh};
+use super::readout::{OuterGrad, Readout};
 use super::step_gemm::{matmul_packed, PackedB};
 use super::weight_grad::StagedWeightGrad;
 use super::{unfilled, Dims, Grads, Saved};
 
-/// Returns the outputs (B, T, H) and, when `save`, what backward needs.
-pub fn forward(d: Dims, x: &[f32], w: &[f32], h0: &[f32], save: bool) -> (Vec<f32>, Saved) {
+/// Returns the outputs (B, T, H) and, when `save`, what backward needs. With `head`, its
+/// readout of every h_t fills the (B, T, O) rows it comes with.
+pub fn forward(
+    d: Dims,
+    x: &[f32],
+    w: &[f32],
+    h0: &[f32],
+    save: bool,
+    mut head: Option<(Readout, &mut [f32])>,
+) -> (Vec<f32>, Saved) {
     let Dims { b, t, h, .. } = d;
     let p = Packed::new(d, 3);
     let g3 = 3 * h;
@@ -46,6 +55,10 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], h0: &[f32], save: bool) -> (Vec<f3
             let prev = &mut h_prev[k * h..][..h];
             forward_row(xw, hn_out, h_out, hwk, prev);
             prev.copy_from_slice(h_out);
+            if let Some((readout, y)) = head.as_mut() {
+                let o = readout.outputs();
+                readout.forward_row(&mut y[row * o..][..o], h_out);
+            }
         }
     }
     (out, if save { Saved::Gru { gates, hn } } else { Saved::Nothing })
@@ -73,12 +86,13 @@ simd_fn! {
     }
 }
 
-/// BPTT. `grad` and `out` are (B, T, H); `gates` (B, T, 3H) and `hn` (B, T, H) from [`forward`].
+/// BPTT. `grad` gives ∂L/∂h_t from outside the layer, `out` is (B, T, H); `gates` (B, T, 3H)
+/// and `hn` (B, T, H) from [`forward`].
 /// `tap_h`, when given, receives ∂L/∂h_t (B, T, H).
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     d: Dims,
-    grad: &[f32],
+    mut grad: OuterGrad,
     out: &[f32],
     (gates, hn): (&[f32], &[f32]),
     x: &[f32],
@@ -114,7 +128,7 @@ pub fn backward(
         let dhw_rows = dw_hh.next_step(src, prev); // (B, 3H)
         for k in 0..b {
             let row = k * t + step;
-            let g = &grad[row * h..][..h];
+            let g = grad.row(row, &out[row * h..][..h]);
             let h_prev = if step == 0 { &h0[k * h..][..h] } else { &out[(row - 1) * h..][..h] };
             let s = &gates[row * g3..][..g3];
             let shn = &hn[row * h..][..h];
@@ -139,7 +153,7 @@ pub fn backward(
     let (dx, db_ih) = input_side.finish(d, x, w, &mut dw);
     let db_hh: Vec<f32> = db_ih[..2 * h].iter().chain(&db_hn).copied().collect(); // (3H,)
     set_bias_grads(&mut dw, p, &db_ih, &db_hh);
-    Grads { dx, dw, dstate: dh0 }
+    Grads { dx, dw, dstate: dh0, dhead: grad.head_grads() }
 }
 
 simd_fn! {

@@ -9,12 +9,21 @@
 use super::gemm::View;
 use super::layer::{pre_activations, previous_states, set_bias_grads, InputSideGrads, Packed};
 use super::math::{sigmoid_in_place, simd_fn, tanh, tanh_in_place};
+use super::readout::{OuterGrad, Readout};
 use super::step_gemm::{matmul_packed, PackedB};
 use super::weight_grad::StagedWeightGrad;
 use super::{unfilled, Dims, Grads, Saved};
 
-/// Returns the result (B·T + B, H) and, when `save`, what backward needs.
-pub fn forward(d: Dims, x: &[f32], w: &[f32], state: &[f32], save: bool) -> (Vec<f32>, Saved) {
+/// Returns the result (B·T + B, H) and, when `save`, what backward needs. With `head`, its
+/// readout of every h_t fills the (B, T, O) rows it comes with.
+pub fn forward(
+    d: Dims,
+    x: &[f32],
+    w: &[f32],
+    state: &[f32],
+    save: bool,
+    mut head: Option<(Readout, &mut [f32])>,
+) -> (Vec<f32>, Saved) {
     let Dims { b, t, h, i } = d;
     let p = Packed::new(d, 4);
     let g4 = 4 * h;
@@ -45,6 +54,10 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], state: &[f32], save: bool) -> (Vec
             let h_out = &mut out[row * h..][..h];
             forward_row(g, &rec[k * g4..][..g4], c_in, c_out, h_out);
             h_prev[k * h..][..h].copy_from_slice(h_out);
+            if let Some((readout, y)) = head.as_mut() {
+                let o = readout.outputs();
+                readout.forward_row(&mut y[row * o..][..o], h_out);
+            }
             if save {
                 cells[row * h..][..h].copy_from_slice(c_out);
             }
@@ -55,13 +68,13 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], state: &[f32], save: bool) -> (Vec
     (out, if save { Saved::Lstm { gates, cells } } else { Saved::Nothing })
 }
 
-/// BPTT. `grad` is the gradient of the result [h_t; c_{T-1}] as its (B, T, H) and (B, H) parts,
-/// `out` the result's h_t (B, T, H); `gates` (B, T, 4H) and `cells` (B, T, H) from [`forward`];
+/// BPTT. `grad` gives ∂L/∂h_t from outside the layer and `grad_c` ∂L/∂c_{T-1} (B, H), `out` is
+/// the result's h_t (B, T, H); `gates` (B, T, 4H) and `cells` (B, T, H) from [`forward`];
 /// `state` (2, B, H) = [h0; c0]. `taps`, when given, receive ∂L/∂h_t and ∂L/∂c_t, each (B, T, H).
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     d: Dims,
-    (grad, grad_c): (&[f32], &[f32]),
+    (mut grad, grad_c): (OuterGrad, &[f32]),
     out: &[f32],
     (gates, cells): (&[f32], &[f32]),
     x: &[f32],
@@ -92,7 +105,7 @@ pub fn backward(
         let dg_rows = dw_hh.next_step(src, prev); // (B, 4H)
         for k in 0..b {
             let r = k * t + step;
-            let g_h = &grad[r * h..][..h];
+            let g_h = grad.row(r, &out[r * h..][..h]);
             let c_t = &cells[r * h..][..h];
             let c_prev = if step == 0 { &c0[k * h..][..h] } else { &cells[(r - 1) * h..][..h] };
             let g = &gates[r * g4..][..g4];
@@ -116,7 +129,7 @@ pub fn backward(
     dw_hh.finish(&mut dw, p.w_hh());
     let (dx, db) = input_side.finish(d, x, w, &mut dw); // ∂L/∂b_ih = ∂L/∂b_hh
     set_bias_grads(&mut dw, p, &db, &db);
-    Grads { dx, dw, dstate }
+    Grads { dx, dw, dstate, dhead: grad.head_grads() }
 }
 
 simd_fn! {

@@ -10,6 +10,7 @@
 //! - `layer`: the packed weight layout and the input-side products every cell shares.
 //! - `rnn`, `lstm`, `gru`: each cell's forward loop and BPTT on f32 slices.
 //! - `op`: the `CustomOp3` glue, shape checks and the state-gradient slots.
+//! - `readout`: a linear readout fused into a layer's time loops.
 //! - `denormals`: subnormals flushed to zero while a recurrent shard runs (Intel's slow path).
 //! - `layer_norm`, `linear`, `attention`: the GPT's ops, each forward + backward on f32 slices.
 
@@ -24,6 +25,7 @@ mod linear;
 mod lstm;
 pub mod math;
 mod op;
+mod readout;
 mod rnn;
 mod step_gemm;
 mod weight_grad;
@@ -68,6 +70,8 @@ struct Grads {
     dw: Vec<f32>,
     /// ∂L/∂state.
     dstate: Vec<f32>,
+    /// [∂L/∂W | ∂L/∂b] of a fused readout (empty without one).
+    dhead: Vec<f32>,
 }
 
 /// What a cell's forward keeps for backward, beyond the op's result.

@@ -7,7 +7,7 @@
 //! The op takes the layer's input x rather than its projection W_ih x: see `layer.rs` for why.
 
 use super::denormals::FlushDenormals;
-use super::linear::{affine, affine_grads};
+use super::readout::{OuterGrad, Readout, ReadoutGrads};
 use super::{gru, lstm, rnn, unfilled, Dims, Grads, Saved};
 use crate::models::CellKind;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Storage, Tensor};
@@ -112,17 +112,24 @@ impl CustomOp3 for FusedLayer {
         let d = self.dims;
         let with_c = self.cell.has_cell_state();
         let (w, head_w) = w_all.split_at(layer_weight_len(d, self.cell));
-        let parts: Vec<(Vec<f32>, Saved)> = shards(d.b)
+        let readout = self.head.as_ref().map(|head| Readout::new(head_w, head.o, d.h));
+        let o = readout.map_or(0, |ro| ro.outputs());
+        let mut y = unfilled(d.b * d.t * o); // (B, T, O): a fused readout's outputs
+        let ranges = shards(d.b);
+        let y_rows = split_rows(readout.map(|_| &mut y[..]), &ranges, d.t * o);
+        let parts: Vec<(Vec<f32>, Saved)> = ranges
             .into_par_iter()
-            .map(|r| {
+            .zip(y_rows.into_par_iter())
+            .map(|(r, y)| {
                 let _flush = FlushDenormals::new();
                 let sd = Dims { b: r.len(), ..d };
                 let (x, state) =
                     (&x[r.start * d.t * d.i..r.end * d.t * d.i], state_shard(state, d, &r, with_c));
+                let head = readout.zip(y);
                 match self.cell {
-                    CellKind::Rnn(act) => (rnn::forward(act, sd, x, w, &state), Saved::Nothing),
-                    CellKind::Lstm => lstm::forward(sd, x, w, &state, self.save),
-                    CellKind::Gru => gru::forward(sd, x, w, &state, self.save),
+                    CellKind::Rnn(act) => (rnn::forward(act, sd, x, w, &state, head), Saved::Nothing),
+                    CellKind::Lstm => lstm::forward(sd, x, w, &state, self.save, head),
+                    CellKind::Gru => gru::forward(sd, x, w, &state, self.save, head),
                 }
             })
             .collect();
@@ -132,9 +139,6 @@ impl CustomOp3 for FusedLayer {
         let Some(head) = &self.head else {
             return Ok((CpuStorage::F32(result), result_shape(self.cell, d)));
         };
-        let (rows, o) = (d.b * d.t, head.o);
-        let (hw, hb) = head_w.split_at(o * d.h);
-        let y = affine(&result[..rows * d.h], hw, hb, (rows, d.h, o)); // (B·T, O)
         let result = Tensor::from_vec(result, result_shape(self.cell, d), &Device::Cpu)?;
         *head.result.lock().map_err(poisoned)? = Some(result.clone());
         *head.kept.lock().map_err(poisoned)? = self.save.then_some(result);
@@ -172,23 +176,10 @@ impl CustomOp3 for FusedLayer {
         let xv = storage_slice(&x_st, x_l, "x")?;
         let (wv, head_w) = storage_slice(&w_st, w_l, "weight")?.split_at(layer_weight_len(d, self.cell));
         let sv = storage_slice(&s_st, s_l, "state")?;
-        // ∂L/∂y of a fused head becomes ∂L/∂(the layer's result): (B·T, H) from the readout and,
-        // for LSTM, zeros for c_{T-1}, which nothing outside reads.
-        let head_grads = self.head.as_ref().map(|head| {
-            let (rows, o) = (d.b * d.t, head.o);
-            let (hw, _) = head_w.split_at(o * d.h);
-            let (dh, dw, db) =
-                affine_grads(&grad[..rows * o], &out[..rows * d.h], hw, (rows, d.h, o), [true; 3]);
-            let mut dres = dh.expect("asked for");
-            if self.cell.has_cell_state() {
-                dres.resize(rows * d.h + d.b * d.h, 0.0);
-            }
-            (dres, [dw.expect("asked for"), db.expect("asked for")].concat())
-        });
-        let grad = match &head_grads {
-            Some((dres, _)) => &dres[..],
-            None => grad,
-        };
+        // A fused readout forms ∂L/∂h_t from ∂L/∂y row by row inside the time loop; ∂L/∂c_{T-1}
+        // is then zero (nothing outside reads it).
+        let readout = self.head.as_ref().map(|head| Readout::new(head_w, head.o, d.h));
+        let no_dc = vec![0f32; if readout.is_some() && self.cell.has_cell_state() { d.b * d.h } else { 0 }];
         let saved = self.saved.lock().map_err(poisoned)?;
         let need_dx = x.track_op();
         // Taps cost one (B, T, H) buffer each and a row copy per step; without them, nothing.
@@ -210,8 +201,18 @@ impl CustomOp3 for FusedLayer {
                 let _flush = FlushDenormals::new();
                 let sd = Dims { b: r.len(), ..d };
                 let xs = &xv[r.start * d.t * d.i..r.end * d.t * d.i];
-                let (grad, grad_c) = result_shard(grad, d, r, with_c);
                 let (out, _) = result_shard(out, d, r, with_c);
+                let (grad, grad_c) = match readout {
+                    Some(ro) => {
+                        let dy = &grad[r.start * d.t * ro.outputs()..r.end * d.t * ro.outputs()];
+                        let dc = if with_c { &no_dc[r.start * d.h..r.end * d.h] } else { &[] };
+                        (OuterGrad::Readout(ReadoutGrads::new(ro, dy)), dc)
+                    }
+                    None => {
+                        let (rows, dc) = result_shard(grad, d, r, with_c);
+                        (OuterGrad::Rows(rows), dc)
+                    }
+                };
                 let state = state_shard(sv, d, r, with_c);
                 Ok(match (self.cell, saved) {
                     (CellKind::Rnn(act), _) => {
@@ -236,9 +237,8 @@ impl CustomOp3 for FusedLayer {
             })
             .collect();
         let mut grads = join_grads(shard_grads.into_iter().collect::<Result<Vec<_>>>()?, d, &ranges, with_c);
-        if let Some((_, dw_head)) = head_grads {
-            grads.dw.extend(dw_head); // [layer; head W; head b], the weight argument's layout
-        }
+        let dhead = std::mem::take(&mut grads.dhead);
+        grads.dw.extend(dhead); // [layer; head W; head b], the weight argument's layout
         if let Some(slots) = &self.slots {
             deposit(&slots.h, tap_h, d, x.device())?;
             if let Some(c) = &slots.c {
@@ -341,8 +341,10 @@ fn join_grads(parts: Vec<Grads>, d: Dims, ranges: &[Range<usize>], with_c: bool)
         return parts.into_iter().next().expect("one shard");
     }
     let mut dw = vec![0f32; parts[0].dw.len()];
+    let mut dhead = vec![0f32; parts[0].dhead.len()];
     for p in &parts {
         dw.iter_mut().zip(&p.dw).for_each(|(a, b)| *a += b);
+        dhead.iter_mut().zip(&p.dhead).for_each(|(a, b)| *a += b);
     }
     let dx = parts
         .iter()
@@ -356,7 +358,7 @@ fn join_grads(parts: Vec<Grads>, d: Dims, ranges: &[Range<usize>], with_c: bool)
             dstate[(d.b + r.start) * d.h..][..n].copy_from_slice(&p.dstate[n..2 * n]);
         }
     }
-    Grads { dx, dw, dstate }
+    Grads { dx, dw, dstate, dhead }
 }
 
 fn deposit(slot: &Slot, v: Option<Vec<f32>>, Dims { b, t, h, .. }: Dims, dev: &Device) -> Result<()> {

@@ -7,6 +7,7 @@
 use super::gemm::View;
 use super::layer::{pre_activations, previous_states, set_bias_grads, InputSideGrads, Packed};
 use super::math::{sigmoid_in_place, simd_fn, tanh_in_place};
+use super::readout::{OuterGrad, Readout};
 use super::step_gemm::{matmul_packed, PackedB};
 use super::weight_grad::StagedWeightGrad;
 use super::{Dims, Grads};
@@ -42,8 +43,16 @@ simd_fn! {
     }
 }
 
-/// Returns the outputs (B, T, H). `w` is the packed [W_ih | W_hh | b_ih | b_hh].
-pub fn forward(act: Nonlinearity, d: Dims, x: &[f32], w: &[f32], h0: &[f32]) -> Vec<f32> {
+/// Returns the outputs (B, T, H). `w` is the packed [W_ih | W_hh | b_ih | b_hh]. With `head`,
+/// its readout of every h_t fills the (B, T, O) rows it comes with.
+pub fn forward(
+    act: Nonlinearity,
+    d: Dims,
+    x: &[f32],
+    w: &[f32],
+    h0: &[f32],
+    mut head: Option<(Readout, &mut [f32])>,
+) -> Vec<f32> {
     let Dims { b, t, h, .. } = d;
     let p = Packed::new(d, 1);
     // Pre-activations x W_ihᵀ + b_ih + b_hh, turned into the outputs in place step by step;
@@ -64,17 +73,22 @@ pub fn forward(act: Nonlinearity, d: Dims, x: &[f32], w: &[f32], h0: &[f32]) -> 
             }
             add_activate(act, row, &rec[k * h..][..h]);
             h_prev[k * h..][..h].copy_from_slice(row);
+            if let Some((readout, y)) = head.as_mut() {
+                let o = readout.outputs();
+                readout.forward_row(&mut y[(k * t + step) * o..][..o], row);
+            }
         }
     }
     out
 }
 
-/// BPTT. `grad` and `out` are (B, T, H); `tap_h`, when given, receives ∂L/∂h_t (B, T, H).
+/// BPTT. `grad` gives ∂L/∂h_t from outside the layer, `out` is (B, T, H); `tap_h`, when given,
+/// receives ∂L/∂h_t (B, T, H).
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     act: Nonlinearity,
     d: Dims,
-    grad: &[f32],
+    mut grad: OuterGrad,
     out: &[f32],
     x: &[f32],
     w: &[f32],
@@ -99,7 +113,7 @@ pub fn backward(
         for k in 0..b {
             let r = (k * t + step) * h;
             let (dh_row, da) = (&mut dh[k * h..][..h], &mut da_rows[k * h..][..h]);
-            row_backward(act, dh_row, da, &grad[r..r + h], &out[r..r + h]);
+            row_backward(act, dh_row, da, grad.row(k * t + step, &out[r..r + h]), &out[r..r + h]);
             input_side.add(k * t + step, da, &x[(k * t + step) * d.i..][..d.i]);
             if let Some(tap) = tap_h.as_deref_mut() {
                 tap[r..r + h].copy_from_slice(dh_row);
@@ -112,5 +126,5 @@ pub fn backward(
     dw_hh.finish(&mut dw, p.w_hh());
     let (dx, db) = input_side.finish(d, x, w, &mut dw); // ∂L/∂b_ih = ∂L/∂b_hh
     set_bias_grads(&mut dw, p, &db, &db);
-    Grads { dx, dw, dstate: dh0 }
+    Grads { dx, dw, dstate: dh0, dhead: grad.head_grads() }
 }
