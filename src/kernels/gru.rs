@@ -20,7 +20,7 @@ pub fn forward(
     w: &[f32],
     h0: &[f32],
     save: bool,
-    mut head: Option<(Readout, &mut [f32])>,
+    mut head: Option<(&Readout, &mut [f32])>,
 ) -> (Vec<f32>, Saved) {
     let Dims { b, t, h, .. } = d;
     let p = Packed::new(d, 3);
@@ -55,10 +55,9 @@ pub fn forward(
             let prev = &mut h_prev[k * h..][..h];
             forward_row(xw, hn_out, h_out, hwk, prev);
             prev.copy_from_slice(h_out);
-            if let Some((readout, y)) = head.as_mut() {
-                let o = readout.outputs();
-                readout.forward_row(&mut y[row * o..][..o], h_out);
-            }
+        }
+        if let Some((readout, y)) = head.as_mut() {
+            readout.forward_step(y, &h_prev, step, (b, t));
         }
     }
     (out, if save { Saved::Gru { gates, hn } } else { Saved::Nothing })
@@ -126,9 +125,10 @@ pub fn backward(
         }
         let (src, prev) = previous_states(d, out, h0, step);
         let dhw_rows = dw_hh.next_step(src, prev); // (B, 3H)
+        grad.begin_step(step);
         for k in 0..b {
             let row = k * t + step;
-            let g = grad.row(row, &out[row * h..][..h]);
+            let g = grad.row(k, row, &out[row * h..][..h]);
             let h_prev = if step == 0 { &h0[k * h..][..h] } else { &out[(row - 1) * h..][..h] };
             let s = &gates[row * g3..][..g3];
             let shn = &hn[row * h..][..h];

@@ -22,7 +22,7 @@ pub fn forward(
     w: &[f32],
     state: &[f32],
     save: bool,
-    mut head: Option<(Readout, &mut [f32])>,
+    mut head: Option<(&Readout, &mut [f32])>,
 ) -> (Vec<f32>, Saved) {
     let Dims { b, t, h, i } = d;
     let p = Packed::new(d, 4);
@@ -54,13 +54,12 @@ pub fn forward(
             let h_out = &mut out[row * h..][..h];
             forward_row(g, &rec[k * g4..][..g4], c_in, c_out, h_out);
             h_prev[k * h..][..h].copy_from_slice(h_out);
-            if let Some((readout, y)) = head.as_mut() {
-                let o = readout.outputs();
-                readout.forward_row(&mut y[row * o..][..o], h_out);
-            }
             if save {
                 cells[row * h..][..h].copy_from_slice(c_out);
             }
+        }
+        if let Some((readout, y)) = head.as_mut() {
+            readout.forward_step(y, &h_prev, step, (b, t));
         }
         std::mem::swap(&mut c_prev, &mut c_next);
     }
@@ -103,9 +102,10 @@ pub fn backward(
         }
         let (src, prev) = previous_states(d, out, h0, step);
         let dg_rows = dw_hh.next_step(src, prev); // (B, 4H)
+        grad.begin_step(step);
         for k in 0..b {
             let r = k * t + step;
-            let g_h = grad.row(r, &out[r * h..][..h]);
+            let g_h = grad.row(k, r, &out[r * h..][..h]);
             let c_t = &cells[r * h..][..h];
             let c_prev = if step == 0 { &c0[k * h..][..h] } else { &cells[(r - 1) * h..][..h] };
             let g = &gates[r * g4..][..g4];

@@ -113,10 +113,10 @@ impl CustomOp3 for FusedLayer {
         let with_c = self.cell.has_cell_state();
         let (w, head_w) = w_all.split_at(layer_weight_len(d, self.cell));
         let readout = self.head.as_ref().map(|head| Readout::new(head_w, head.o, d.h));
-        let o = readout.map_or(0, |ro| ro.outputs());
+        let o = readout.as_ref().map_or(0, |ro| ro.outputs());
         let mut y = unfilled(d.b * d.t * o); // (B, T, O): a fused readout's outputs
         let ranges = shards(d.b);
-        let y_rows = split_rows(readout.map(|_| &mut y[..]), &ranges, d.t * o);
+        let y_rows = split_rows(readout.as_ref().map(|_| &mut y[..]), &ranges, d.t * o);
         let parts: Vec<(Vec<f32>, Saved)> = ranges
             .into_par_iter()
             .zip(y_rows.into_par_iter())
@@ -125,7 +125,7 @@ impl CustomOp3 for FusedLayer {
                 let sd = Dims { b: r.len(), ..d };
                 let (x, state) =
                     (&x[r.start * d.t * d.i..r.end * d.t * d.i], state_shard(state, d, &r, with_c));
-                let head = readout.zip(y);
+                let head = readout.as_ref().zip(y);
                 match self.cell {
                     CellKind::Rnn(act) => (rnn::forward(act, sd, x, w, &state, head), Saved::Nothing),
                     CellKind::Lstm => lstm::forward(sd, x, w, &state, self.save, head),
@@ -202,11 +202,11 @@ impl CustomOp3 for FusedLayer {
                 let sd = Dims { b: r.len(), ..d };
                 let xs = &xv[r.start * d.t * d.i..r.end * d.t * d.i];
                 let (out, _) = result_shard(out, d, r, with_c);
-                let (grad, grad_c) = match readout {
+                let (grad, grad_c) = match &readout {
                     Some(ro) => {
                         let dy = &grad[r.start * d.t * ro.outputs()..r.end * d.t * ro.outputs()];
                         let dc = if with_c { &no_dc[r.start * d.h..r.end * d.h] } else { &[] };
-                        (OuterGrad::Readout(ReadoutGrads::new(ro, dy)), dc)
+                        (OuterGrad::Readout(ReadoutGrads::new(ro, dy, (r.len(), d.t))), dc)
                     }
                     None => {
                         let (rows, dc) = result_shard(grad, d, r, with_c);

@@ -51,7 +51,7 @@ pub fn forward(
     x: &[f32],
     w: &[f32],
     h0: &[f32],
-    mut head: Option<(Readout, &mut [f32])>,
+    mut head: Option<(&Readout, &mut [f32])>,
 ) -> Vec<f32> {
     let Dims { b, t, h, .. } = d;
     let p = Packed::new(d, 1);
@@ -73,10 +73,9 @@ pub fn forward(
             }
             add_activate(act, row, &rec[k * h..][..h]);
             h_prev[k * h..][..h].copy_from_slice(row);
-            if let Some((readout, y)) = head.as_mut() {
-                let o = readout.outputs();
-                readout.forward_row(&mut y[(k * t + step) * o..][..o], row);
-            }
+        }
+        if let Some((readout, y)) = head.as_mut() {
+            readout.forward_step(y, &h_prev, step, (b, t));
         }
     }
     out
@@ -110,10 +109,11 @@ pub fn backward(
         }
         let (src, prev) = previous_states(d, out, h0, step);
         let da_rows = dw_hh.next_step(src, prev); // (B, H)
+        grad.begin_step(step);
         for k in 0..b {
             let r = (k * t + step) * h;
             let (dh_row, da) = (&mut dh[k * h..][..h], &mut da_rows[k * h..][..h]);
-            row_backward(act, dh_row, da, grad.row(k * t + step, &out[r..r + h]), &out[r..r + h]);
+            row_backward(act, dh_row, da, grad.row(k, k * t + step, &out[r..r + h]), &out[r..r + h]);
             input_side.add(k * t + step, da, &x[(k * t + step) * d.i..][..d.i]);
             if let Some(tap) = tap_h.as_deref_mut() {
                 tap[r..r + h].copy_from_slice(dh_row);
