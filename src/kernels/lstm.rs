@@ -92,7 +92,8 @@ pub fn backward(
     let mut dc_next = grad_c[..b * h].to_vec();
     let mut dc = vec![0f32; b * h]; // (B, H): total ∂L/∂c_t of this step
     let w_v = PackedB::new(w, p.w_hh()); // W_hh (4H, H)
-                                         // Each step's ∂L/∂a_t rows, contiguous (see `forward`), summed into ∂L/∂W_hh as they come.
+
+    // Each step's ∂L/∂a_t rows, contiguous (see `forward`), summed into ∂L/∂W_hh as they come.
     let mut dw_hh = StagedWeightGrad::new(b, g4, h);
     let mut input_side = InputSideGrads::new(d, p, need_dx); // ∂L/∂W_ih, ∂L/∂b, ∂L/∂x
     for step in (0..t).rev() {

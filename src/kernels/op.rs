@@ -176,7 +176,7 @@ impl CustomOp3 for FusedLayer {
         let xv = storage_slice(&x_st, x_l, "x")?;
         let (wv, head_w) = storage_slice(&w_st, w_l, "weight")?.split_at(layer_weight_len(d, self.cell));
         let sv = storage_slice(&s_st, s_l, "state")?;
-        // A fused readout forms ∂L/∂h_t from ∂L/∂y row by row inside the time loop; ∂L/∂c_{T-1}
+        // A fused readout forms ∂L/∂h_t from ∂L/∂y a step at a time inside the time loop; ∂L/∂c_{T-1}
         // is then zero (nothing outside reads it).
         let readout = self.head.as_ref().map(|head| Readout::new(head_w, head.o, d.h));
         let no_dc = vec![0f32; if readout.is_some() && self.cell.has_cell_state() { d.b * d.h } else { 0 }];
@@ -413,7 +413,12 @@ fn check(cell: CellKind, x: &Tensor, weight: &Tensor, state: &Tensor) -> Result<
     if state.dims() != state_dims {
         bail!("fused {cell}: state has shape {:?}, expected {state_dims:?}", state.dims());
     }
-    for (what, v) in [("x", x), ("weight", weight), ("state", state)] {
+    cpu_f32(cell, &[("x", x), ("weight", weight), ("state", state)])?;
+    Ok(Dims { b, t, h, i })
+}
+
+fn cpu_f32(cell: CellKind, args: &[(&str, &Tensor)]) -> Result<()> {
+    for (what, v) in args {
         if !v.device().is_cpu() || v.dtype() != DType::F32 {
             bail!(
                 "fused {cell}: {what} is {:?} on {:?}; the fused kernels need f32 on the CPU",
@@ -422,7 +427,7 @@ fn check(cell: CellKind, x: &Tensor, weight: &Tensor, state: &Tensor) -> Result<
             );
         }
     }
-    Ok(Dims { b, t, h, i })
+    Ok(())
 }
 
 /// [`fused_layer`] followed by the readout y = h_t·`head_w`ᵀ + `head_b`, in the same op.
@@ -452,15 +457,7 @@ pub fn fused_layer_with_head(
             dims.h
         );
     }
-    for (what, v) in [("head weight", head_w), ("head bias", head_b)] {
-        if !v.device().is_cpu() || v.dtype() != DType::F32 {
-            bail!(
-                "fused {cell}: {what} is {:?} on {:?}; the fused kernels need f32 on the CPU",
-                v.dtype(),
-                v.device()
-            );
-        }
-    }
+    cpu_f32(cell, &[("head weight", head_w), ("head bias", head_b)])?;
     // One weight argument: [packed layer | head W | head b], flattened.
     let all = Tensor::cat(&[weight.flatten_all()?, head_w.flatten_all()?, head_b.clone()], 0)?;
     let head = FusedHead { o, kept: Mutex::new(None), result: Slot::default() };

@@ -99,7 +99,8 @@ pub fn backward(
     let p = Packed::new(d, 1);
     let mut dh = vec![0f32; b * h]; // (B, H): into h_t from step t + 1, then the total
     let w_v = PackedB::new(w, p.w_hh()); // W_hh (H, H)
-                                         // Each step's ∂L/∂a_t rows, contiguous, summed into ∂L/∂W_hh as they come (see `lstm.rs`).
+
+    // Each step's ∂L/∂a_t rows, contiguous, summed into ∂L/∂W_hh as they come (see `lstm.rs`).
     let mut dw_hh = StagedWeightGrad::new(b, h, h);
     let mut input_side = InputSideGrads::new(d, p, need_dx); // ∂L/∂W_ih, ∂L/∂b, ∂L/∂x
     for step in (0..t).rev() {
