@@ -4,6 +4,7 @@
 //! The library is organised one concern per module:
 //! - [`models`]: `Rnn`, `Lstm`, `Gru` (PyTorch layout and names) and a nanoGPT-style `Gpt`, plus the
 //!   per-timestep state-gradient taps ([`models::StateTaps`]).
+//! - [`cell`]: the recurrent cells' names and sizes, shared by the models and the kernels.
 //! - [`kernels`]: fused whole-sequence CPU kernels for the recurrent layers (forward and BPTT).
 //! - [`tasks`]: copy memory, the adding problem and language modelling, generated or read on the fly.
 //! - [`text`]: corpora and the character / BPE tokenizers.
@@ -16,9 +17,11 @@
 //! - [`device`]: run-time device selection (`cpu`, `cuda`, `cuda:N`, `metal`).
 //! - [`lab`]: the vanishing-gradient lab: named experiments, one per claim of the literature.
 //! - [`cli`]: the `gradscope` command line.
-//! - [`util`]: tensor helpers shared by the models (time unbinding, deep-graph stack).
+//! - [`util`]: tensor helpers shared by the models (time unbinding, deep-graph stack) and atomic
+//!   file writes.
 
 pub mod bench;
+pub mod cell;
 pub mod checkpoint;
 pub mod cli;
 pub mod device;

@@ -4,13 +4,14 @@
 //!
 //! Saved for backward: r, z, n (B, T, 3H, written over the input projection) and hw_n (B, T, H).
 
+use super::cell::{Backward, Forward, FusedCell, Saved};
 use super::gemm::View;
 use super::layer::{add_row, pre_activations, previous_states, set_bias_grads, InputSideGrads, Packed};
 use super::math::{sigmoid, simd_fn, tanh};
 use super::readout::{OuterGrad, Readout};
 use super::step_gemm::{matmul_packed, PackedB};
 use super::weight_grad::StagedWeightGrad;
-use super::{unfilled, Dims, Grads, Saved};
+use super::{unfilled, Dims, Grads};
 
 /// Returns the outputs (B, T, H) and, when `save`, what backward needs. With `head`, its
 /// readout of every h_t fills the (B, T, O) rows it comes with.
@@ -60,7 +61,7 @@ pub fn forward(
             readout.forward_step(y, &h_prev, step, (b, t));
         }
     }
-    (out, if save { Saved::Gru { gates, hn } } else { Saved::Nothing })
+    (out, if save { Saved::buffers(vec![gates, hn]) } else { Saved::nothing() })
 }
 
 simd_fn! {
@@ -187,5 +188,22 @@ simd_fn! {
             dz[j] = dt * (h_prev[j] - n) * z * (1.0 - z);
             direct[j] = dt * z;
         }
+    }
+}
+
+pub(super) struct Gru;
+
+impl FusedCell for Gru {
+    fn op_name(&self) -> &'static str {
+        "gradscope-fused-gru"
+    }
+
+    fn forward(&self, a: Forward) -> (Vec<f32>, Saved) {
+        forward(a.d, a.x, a.w, a.state, a.save, a.head)
+    }
+
+    fn backward(&self, a: Backward) -> Option<Grads> {
+        let [gates, hn] = a.saved.get()?;
+        Some(backward(a.d, a.grad, a.out, (gates, hn), a.x, a.w, a.state, a.need_dx, a.tap_h))
     }
 }

@@ -6,13 +6,14 @@
 //! Backward needs the gate activations and every c_t (saved); tanh(c_t) is recomputed,
 //! bit-identically, rather than stored.
 
+use super::cell::{Backward, Forward, FusedCell, Saved};
 use super::gemm::View;
 use super::layer::{pre_activations, previous_states, set_bias_grads, InputSideGrads, Packed};
 use super::math::{sigmoid_in_place, simd_fn, tanh, tanh_in_place};
 use super::readout::{OuterGrad, Readout};
 use super::step_gemm::{matmul_packed, PackedB};
 use super::weight_grad::StagedWeightGrad;
-use super::{unfilled, Dims, Grads, Saved};
+use super::{unfilled, Dims, Grads};
 
 /// Returns the result (B·T + B, H) and, when `save`, what backward needs. With `head`, its
 /// readout of every h_t fills the (B, T, O) rows it comes with.
@@ -64,7 +65,7 @@ pub fn forward(
         std::mem::swap(&mut c_prev, &mut c_next);
     }
     out[b * t * h..].copy_from_slice(&c_prev); // c_{T-1}
-    (out, if save { Saved::Lstm { gates, cells } } else { Saved::Nothing })
+    (out, if save { Saved::buffers(vec![gates, cells]) } else { Saved::nothing() })
 }
 
 /// BPTT. `grad` gives ∂L/∂h_t from outside the layer and `grad_c` ∂L/∂c_{T-1} (B, H), `out` is
@@ -186,5 +187,23 @@ simd_fn! {
             d_o[j] = dhj * tc * o * (1.0 - o);
             dc_next[j] = dcj * f;
         }
+    }
+}
+
+pub(super) struct Lstm;
+
+impl FusedCell for Lstm {
+    fn op_name(&self) -> &'static str {
+        "gradscope-fused-lstm"
+    }
+
+    fn forward(&self, a: Forward) -> (Vec<f32>, Saved) {
+        forward(a.d, a.x, a.w, a.state, a.save, a.head)
+    }
+
+    fn backward(&self, a: Backward) -> Option<Grads> {
+        let [gates, cells] = a.saved.get()?;
+        let taps = a.tap_h.zip(a.tap_c);
+        Some(backward(a.d, (a.grad, a.grad_c), a.out, (gates, cells), a.x, a.w, a.state, a.need_dx, taps))
     }
 }

@@ -8,6 +8,7 @@
 //! - `step_gemm`: the per-step recurrent product against a weight packed once per sequence.
 //! - `weight_grad`: ∂L/∂W_hh summed a few steps at a time inside BPTT.
 //! - `layer`: the packed weight layout and the input-side products every cell shares.
+//! - `cell`: what the op asks of a cell ([`cell::FusedCell`]), and where each is registered.
 //! - `rnn`, `lstm`, `gru`: each cell's forward loop and BPTT on f32 slices.
 //! - `op`: the `CustomOp3` glue, shape checks and the state-gradient slots.
 //! - `readout`: a linear readout fused into a layer's time loops.
@@ -16,6 +17,7 @@
 
 mod attention;
 mod block;
+mod cell;
 mod denormals;
 mod gemm;
 mod gru;
@@ -72,16 +74,6 @@ struct Grads {
     dstate: Vec<f32>,
     /// [∂L/∂W | ∂L/∂b] of a fused readout (empty without one).
     dhead: Vec<f32>,
-}
-
-/// What a cell's forward keeps for backward, beyond the op's result.
-enum Saved {
-    /// Nothing: an RNN's derivatives are functions of its outputs, or no backward will run.
-    Nothing,
-    /// Gate activations i, f, g, o (B, T, 4H) and cell states c_t (B, T, H).
-    Lstm { gates: Vec<f32>, cells: Vec<f32> },
-    /// r, z, n (B, T, 3H) and hw_n = W_hn h_{t-1} + b_hn (B, T, H).
-    Gru { gates: Vec<f32>, hn: Vec<f32> },
 }
 
 /// A buffer of `len` values that the caller writes in full before anything reads it: the

@@ -6,10 +6,11 @@
 //! node whatever T is, and ∂L/∂h_t (∂L/∂c_t) of every step falls out of BPTT for free.
 //! The op takes the layer's input x rather than its projection W_ih x: see `layer.rs` for why.
 
+use super::cell::{fused_cell, Backward, Forward, FusedCell, Saved};
 use super::denormals::FlushDenormals;
 use super::readout::{OuterGrad, Readout, ReadoutGrads};
-use super::{gru, lstm, rnn, unfilled, Dims, Grads, Saved};
-use crate::models::CellKind;
+use super::{unfilled, Dims, Grads};
+use crate::cell::CellKind;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 use std::borrow::Cow;
@@ -35,6 +36,8 @@ impl StateGradSlots {
 
 struct FusedLayer {
     cell: CellKind,
+    /// The cell's forward loop and BPTT.
+    imp: Box<dyn FusedCell>,
     dims: Dims,
     /// Whether anything will differentiate the result: otherwise nothing is kept for backward.
     save: bool,
@@ -90,11 +93,7 @@ pub(super) fn storage_slice<'a>(s: &'a Storage, l: &Layout, what: &str) -> Resul
 
 impl CustomOp3 for FusedLayer {
     fn name(&self) -> &'static str {
-        match self.cell {
-            CellKind::Rnn(_) => "gradscope-fused-rnn",
-            CellKind::Lstm => "gradscope-fused-lstm",
-            CellKind::Gru => "gradscope-fused-gru",
-        }
+        self.imp.op_name()
     }
 
     fn cpu_fwd(
@@ -126,11 +125,7 @@ impl CustomOp3 for FusedLayer {
                 let (x, state) =
                     (&x[r.start * d.t * d.i..r.end * d.t * d.i], state_shard(state, d, &r, with_c));
                 let head = readout.as_ref().zip(y);
-                match self.cell {
-                    CellKind::Rnn(act) => (rnn::forward(act, sd, x, w, &state, head), Saved::Nothing),
-                    CellKind::Lstm => lstm::forward(sd, x, w, &state, self.save, head),
-                    CellKind::Gru => gru::forward(sd, x, w, &state, self.save, head),
-                }
+                self.imp.forward(Forward { d: sd, x, w, state: &state, save: self.save, head })
             })
             .collect();
         let (outs, saved): (Vec<Vec<f32>>, Vec<Saved>) = parts.into_iter().unzip();
@@ -214,26 +209,12 @@ impl CustomOp3 for FusedLayer {
                     }
                 };
                 let state = state_shard(sv, d, r, with_c);
-                Ok(match (self.cell, saved) {
-                    (CellKind::Rnn(act), _) => {
-                        rnn::backward(act, sd, grad, out, xs, wv, &state, need_dx, tap_h)
-                    }
-                    (CellKind::Lstm, Saved::Lstm { gates, cells }) => lstm::backward(
-                        sd,
-                        (grad, grad_c),
-                        out,
-                        (gates, cells),
-                        xs,
-                        wv,
-                        &state,
-                        need_dx,
-                        tap_h.zip(tap_c),
-                    ),
-                    (CellKind::Gru, Saved::Gru { gates, hn }) => {
-                        gru::backward(sd, grad, out, (gates, hn), xs, wv, &state, need_dx, tap_h)
-                    }
-                    _ => bail!("{}: the forward pass kept nothing for backward", self.name()),
-                })
+                let (x, w, state) = (xs, wv, &state[..]);
+                let args = Backward { d: sd, grad, grad_c, out, saved, x, w, state, need_dx, tap_h, tap_c };
+                match self.imp.backward(args) {
+                    Some(grads) => Ok(grads),
+                    None => bail!("{}: the forward pass kept nothing for backward", self.name()),
+                }
             })
             .collect();
         let mut grads = join_grads(shard_grads.into_iter().collect::<Result<Vec<_>>>()?, d, &ranges, with_c);
@@ -481,7 +462,8 @@ fn apply(
     head: Option<FusedHead>,
 ) -> Result<Tensor> {
     let save = x.track_op() || weight.track_op() || state.track_op();
-    let op = FusedLayer { cell, dims, save, saved: Mutex::new(Vec::new()), slots: slots.cloned(), head };
+    let imp = fused_cell(cell);
+    let op = FusedLayer { cell, imp, dims, save, saved: Mutex::new(Vec::new()), slots: slots.cloned(), head };
     let (x, weight, state) = (x.contiguous()?, weight.contiguous()?, state.contiguous()?);
     if save {
         x.apply_op3(&weight, &state, op)

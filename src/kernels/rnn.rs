@@ -4,6 +4,7 @@
 //! (tanh' = 1 − h², sigmoid' = h(1 − h), relu' = [h > 0], linear' = 1), and the output is the
 //! op's result, which candle hands back to `bwd`.
 
+use super::cell::{Backward, Forward, FusedCell, Saved};
 use super::gemm::View;
 use super::layer::{pre_activations, previous_states, set_bias_grads, InputSideGrads, Packed};
 use super::math::{sigmoid_in_place, simd_fn, tanh_in_place};
@@ -11,7 +12,7 @@ use super::readout::{OuterGrad, Readout};
 use super::step_gemm::{matmul_packed, PackedB};
 use super::weight_grad::StagedWeightGrad;
 use super::{Dims, Grads};
-use crate::models::Nonlinearity;
+use crate::cell::Nonlinearity;
 
 simd_fn! {
     /// `out ← act(out + rec)`: one batch row of one step.
@@ -128,4 +129,22 @@ pub fn backward(
     let (dx, db) = input_side.finish(d, x, w, &mut dw); // ∂L/∂b_ih = ∂L/∂b_hh
     set_bias_grads(&mut dw, p, &db, &db);
     Grads { dx, dw, dstate: dh0, dhead: grad.head_grads() }
+}
+
+/// The Elman cell with its activation.
+pub(super) struct Rnn(pub Nonlinearity);
+
+impl FusedCell for Rnn {
+    fn op_name(&self) -> &'static str {
+        "gradscope-fused-rnn"
+    }
+
+    /// Nothing is saved: the derivatives are functions of the outputs.
+    fn forward(&self, a: Forward) -> (Vec<f32>, Saved) {
+        (forward(self.0, a.d, a.x, a.w, a.state, a.head), Saved::nothing())
+    }
+
+    fn backward(&self, a: Backward) -> Option<Grads> {
+        Some(backward(self.0, a.d, a.grad, a.out, a.x, a.w, a.state, a.need_dx, a.tap_h))
+    }
 }

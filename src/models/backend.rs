@@ -6,8 +6,8 @@
 //! ([`crate::kernels::fused_layer`]): several times faster on the CPU and one graph node per layer,
 //! so long sequences need no deep stack.
 
-use super::recurrent::CellKind;
 use super::taps::LayerTap;
+use crate::cell::CellKind;
 use crate::kernels::{fused_layer, fused_layer_with_head, pack_weights, StateGradSlots};
 use candle_core::{bail, DType, Device, Result, Tensor};
 use serde::{Deserialize, Serialize};
@@ -107,10 +107,10 @@ pub(super) fn run_fused(
     let (b, t, _) = input.dims3()?;
     // Back to PyTorch's layouts (contiguous: the views are transposes of them).
     let weight = pack_weights(&w_ih_t.t()?, &w_hh_t.t()?, b_ih, b_hh)?; // (G·H, I + H + 2)
-    let state = match (cell, c0) {
-        (CellKind::Lstm, Some(c0)) => Tensor::stack(&[h0, c0], 0)?, // (2, B, H)
-        (CellKind::Lstm, None) => bail!("an lstm layer needs an initial cell state"),
-        _ => h0.clone(),
+    let state = match (cell.has_cell_state(), c0) {
+        (true, Some(c0)) => Tensor::stack(&[h0, c0], 0)?, // (2, B, H)
+        (true, None) => bail!("an {cell} layer needs an initial cell state"),
+        (false, _) => h0.clone(),
     };
     let (out, readout) = match head {
         Some(head) => {

@@ -9,13 +9,13 @@ mod recurrent;
 mod seq;
 mod taps;
 
+pub use crate::cell::{CellKind, Nonlinearity};
 pub use backend::RecurrentBackend;
-pub use cells::Nonlinearity;
 pub use gpt::{cross_entropy, Gpt, GptConfig, GptOutput, KvCache};
 pub use init::{InitScheme, Initializer};
 pub use recurrent::{
-    zero_state, CellKind, ForwardOptions, LayerSaturation, Recurrent, RecurrentConfig, RecurrentOutput,
-    RecurrentState, SATURATION_DERIVATIVE,
+    zero_state, ForwardOptions, LayerSaturation, Recurrent, RecurrentConfig, RecurrentOutput, RecurrentState,
+    SATURATION_DERIVATIVE,
 };
 pub use seq::{parameter_count, Family, ModelInput, SeqModel, SeqModelConfig, SeqOutput};
 pub use taps::{frobenius_per_step, LayerTap, StateGrads, StateTaps, TapSource};

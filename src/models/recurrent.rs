@@ -9,83 +9,15 @@ mod saturation;
 pub use saturation::{LayerSaturation, SATURATION_DERIVATIVE};
 
 use super::backend::{recorded_tap, run_fused, FusedLayerOutput, RecurrentBackend};
-use super::cells::{gru_step, lstm_step, rnn_step, Nonlinearity};
+use super::cells::{reference_cell, CellState, ReferenceCell, StepWeights};
 use super::init::{InitScheme, Initializer};
 use super::taps::{LayerTap, StateTaps};
+use crate::cell::{CellKind, Nonlinearity};
 use crate::kernels::StateGradSlots;
 use crate::util::{dropout, unbind};
 use candle_core::{bail, DType, Device, Module, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
-
-/// Which recurrent cell a stack uses. Written as the fixtures' `kind` strings:
-/// `rnn_tanh`, `rnn_relu`, `rnn_sigmoid`, `rnn_linear`, `lstm`, `gru`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum CellKind {
-    Rnn(Nonlinearity),
-    Lstm,
-    Gru,
-}
-
-impl CellKind {
-    /// Gate blocks stacked in the rows of `weight_ih`/`weight_hh` (PyTorch's G).
-    pub fn gates(self) -> usize {
-        match self {
-            CellKind::Rnn(_) => 1,
-            CellKind::Lstm => 4,
-            CellKind::Gru => 3,
-        }
-    }
-
-    pub fn has_cell_state(self) -> bool {
-        matches!(self, CellKind::Lstm)
-    }
-
-    pub fn name(self) -> String {
-        match self {
-            CellKind::Rnn(act) => format!("rnn_{}", act.name()),
-            CellKind::Lstm => "lstm".into(),
-            CellKind::Gru => "gru".into(),
-        }
-    }
-}
-
-impl std::fmt::Display for CellKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.name())
-    }
-}
-
-impl std::str::FromStr for CellKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "lstm" => Ok(CellKind::Lstm),
-            "gru" => Ok(CellKind::Gru),
-            "rnn" => Ok(CellKind::Rnn(Nonlinearity::Tanh)),
-            other => match other.strip_prefix("rnn_").map(str::parse::<Nonlinearity>) {
-                Some(Ok(act)) => Ok(CellKind::Rnn(act)),
-                _ => Err(format!(
-                    "unknown cell '{s}': expected rnn, rnn_tanh, rnn_relu, rnn_sigmoid, rnn_linear, lstm or gru"
-                )),
-            },
-        }
-    }
-}
-
-impl TryFrom<String> for CellKind {
-    type Error = String;
-    fn try_from(s: String) -> std::result::Result<Self, String> {
-        s.parse()
-    }
-}
-
-impl From<CellKind> for String {
-    fn from(c: CellKind) -> String {
-        c.name()
-    }
-}
 
 /// Everything needed to build a recurrent stack (burn style: a config with defaults plus `init`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -288,6 +220,21 @@ impl LayerWeights {
     }
 }
 
+impl LayerWeights {
+    /// The bias of the whole-sequence input projection: b_ih, plus b_hh where the cell folds it in.
+    fn projection_bias(&self, cell: &dyn ReferenceCell) -> Result<Tensor> {
+        if cell.folds_recurrent_bias() {
+            &self.b_ih + &self.b_hh
+        } else {
+            Ok(self.b_ih.clone())
+        }
+    }
+
+    fn step_weights(&self) -> StepWeights<'_> {
+        StepWeights { w_hh_t: &self.w_hh_t, b_hh: &self.b_hh }
+    }
+}
+
 struct LayerWeights {
     /// (G·H, I_k)ᵀ = (I_k, G·H): a transposed view, so the GEMM reads PyTorch's layout directly.
     w_ih_t: Tensor,
@@ -380,10 +327,10 @@ impl Recurrent {
             Some(s) => s.h.clone(),
             None => zeros()?,
         };
-        let c0 = match (cfg.cell, state.and_then(|s| s.c.clone())) {
-            (CellKind::Lstm, Some(c)) => Some(c),
-            (CellKind::Lstm, None) => Some(zeros()?),
-            _ => None,
+        let c0 = match (cfg.cell.has_cell_state(), state.and_then(|s| s.c.clone())) {
+            (true, Some(c)) => Some(c),
+            (true, None) => Some(zeros()?),
+            (false, _) => None,
         };
         for s in [Some(&h0), c0.as_ref()].into_iter().flatten() {
             if s.dims() != [l, b, h] {
@@ -488,15 +435,11 @@ impl Recurrent {
         c0: Option<&Tensor>,
         tap: Option<&LayerTap>,
     ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-        let cell = self.config.cell;
+        let cell = reference_cell(self.config.cell);
         let (b, t, n_in) = input.dims3()?;
-        let gh = cell.gates() * self.config.hidden_size;
-        // The input projection of all steps is one large GEMM. For RNN/LSTM both biases fold in;
-        // GRU keeps b_hh apart because b_hn sits inside the reset-gate product.
-        let bias = match cell {
-            CellKind::Gru => w.b_ih.clone(),
-            _ => (&w.b_ih + &w.b_hh)?,
-        };
+        let gh = self.config.cell.gates() * self.config.hidden_size;
+        // The input projection of all steps is one large GEMM.
+        let bias = w.projection_bias(cell.as_ref())?;
         let xw = input
             .contiguous()?
             .reshape((b * t, n_in))?
@@ -507,28 +450,20 @@ impl Recurrent {
         let tap_h = tap.map(|tp| unbind(tp.h_tensor(), 1)).transpose()?;
         let tap_c = tap.and_then(|tp| tp.c_tensor()).map(|c| unbind(c, 1)).transpose()?;
 
-        let mut h = h0.clone();
-        let mut c = c0.cloned();
+        let weights = w.step_weights();
+        let mut state = CellState { h: h0.clone(), c: c0.cloned() };
         let mut hs = Vec::with_capacity(t);
         for (step, xw_t) in xw.iter().enumerate() {
             let c_tap = tap_c.as_ref().map(|v| &v[step]);
-            let (h_new, c_new) = match cell {
-                CellKind::Rnn(act) => (rnn_step(act, xw_t, &h, &w.w_hh_t)?, None),
-                CellKind::Lstm => {
-                    let c_prev = c.as_ref().expect("lstm carries a cell state");
-                    let (h_new, c_new) = lstm_step(xw_t, &h, c_prev, &w.w_hh_t, c_tap)?;
-                    (h_new, Some(c_new))
-                }
-                CellKind::Gru => (gru_step(xw_t, &h, &w.w_hh_t, &w.b_hh)?, None),
+            let next = cell.step(xw_t, &state, &weights, c_tap)?;
+            let h = match &tap_h {
+                Some(taps) => (next.h + &taps[step])?,
+                None => next.h,
             };
-            h = match &tap_h {
-                Some(taps) => (h_new + &taps[step])?,
-                None => h_new,
-            };
-            c = c_new;
             hs.push(h.clone());
+            state = CellState { h, c: next.c };
         }
-        Ok((Tensor::stack(&hs, 1)?, h, c))
+        Ok((Tensor::stack(&hs, 1)?, state.h, state.c))
     }
 }
 

@@ -5,11 +5,12 @@
 //! real inputs with `input_proj`) and its `lm_head` is the readout. Parameter names nest like a
 //! PyTorch module would: `rnn.weight_ih_l0`, `head.weight`, `gpt.h.0.attn.c_attn.weight`, ...
 
-use super::{recurrent::CellKind, register};
+use super::register;
 use super::{
     ForwardOptions, Gpt, GptConfig, InitScheme, Initializer, Nonlinearity, Recurrent, RecurrentConfig,
     RecurrentState, StateTaps,
 };
+use crate::cell::CellKind;
 use candle_core::{bail, DType, Device, Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};

@@ -2,8 +2,8 @@
 //! where their derivative is below 0.01 (so they pass almost no gradient), how many ReLUs are
 //! dead, and the LSTM's mean forget gate, the factor by which c_t carries gradient back.
 
-use super::{CellKind, Recurrent};
-use crate::models::cells::{gru_gates, lstm_gates, Nonlinearity};
+use super::Recurrent;
+use crate::models::cells::{reference_cell, CellState};
 use candle_core::{DType, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -44,14 +44,6 @@ impl Fraction {
     }
 }
 
-fn sigmoid_derivative(s: &Tensor) -> Result<Tensor> {
-    s * (1.0 - s)?
-}
-
-fn tanh_derivative(t: &Tensor) -> Result<Tensor> {
-    1.0 - t.sqr()?
-}
-
 impl Recurrent {
     /// Runs `x` (B, T, I) from a zero state and measures every layer's saturation.
     pub fn saturation(&self, x: &Tensor) -> Result<Vec<LayerSaturation>> {
@@ -60,75 +52,39 @@ impl Recurrent {
         let h_size = cfg.hidden_size;
         let mut input = x.detach();
         let mut out = Vec::new();
+        let cell = reference_cell(cfg.cell);
+        let names = cell.saturation_names();
         for (k, w) in self.layers.iter().enumerate() {
-            let bias = match cfg.cell {
-                CellKind::Gru => w.b_ih.clone(),
-                _ => (&w.b_ih + &w.b_hh)?,
-            };
             let n_in = input.dim(2)?;
             let xw = input
                 .contiguous()?
                 .reshape((b * t, n_in))?
                 .matmul(&w.w_ih_t)?
-                .broadcast_add(&bias)?
+                .broadcast_add(&w.projection_bias(cell.as_ref())?)?
                 .reshape((b, t, cfg.cell.gates() * h_size))?
                 .detach();
-            let names: &[&str] = match cfg.cell {
-                CellKind::Rnn(act) => &[act.name()],
-                CellKind::Lstm => &["i", "f", "g", "o", "tanh(c)"],
-                CellKind::Gru => &["r", "z", "n"],
-            };
             let mut fractions: Vec<Fraction> = names.iter().map(|_| Fraction::default()).collect();
-            let (mut forget_sum, mut h) = (0.0, Tensor::zeros((b, h_size), x.dtype(), x.device())?);
-            let mut c = h.clone();
+            let zeros = Tensor::zeros((b, h_size), x.dtype(), x.device())?;
+            let mut state = CellState { c: cfg.cell.has_cell_state().then(|| zeros.clone()), h: zeros };
+            let (mut forget_sum, mut has_forget) = (0.0, false);
             let mut hs = Vec::with_capacity(t);
             for step in 0..t {
                 let xw_t = xw.narrow(1, step, 1)?.squeeze(1)?;
-                match cfg.cell {
-                    CellKind::Rnn(act) => {
-                        h = act.apply(&(xw_t + h.matmul(&w.w_hh_t)?)?)?;
-                        let derivative = match act {
-                            Nonlinearity::Tanh => tanh_derivative(&h)?,
-                            Nonlinearity::Sigmoid => sigmoid_derivative(&h)?,
-                            Nonlinearity::Relu => h.gt(0.0)?.to_dtype(h.dtype())?,
-                            Nonlinearity::Linear => h.ones_like()?,
-                        };
-                        fractions[0].add(&derivative)?;
-                    }
-                    CellKind::Lstm => {
-                        let [i, f, g, o] = lstm_gates(&xw_t, &h, &w.w_hh_t)?;
-                        c = ((&f * &c)? + (&i * &g)?)?;
-                        let tc = c.tanh()?;
-                        h = (&o * &tc)?;
-                        for (frac, d) in fractions.iter_mut().zip([
-                            sigmoid_derivative(&i)?,
-                            sigmoid_derivative(&f)?,
-                            tanh_derivative(&g)?,
-                            sigmoid_derivative(&o)?,
-                            tanh_derivative(&tc)?,
-                        ]) {
-                            frac.add(&d)?;
-                        }
-                        forget_sum += f.to_dtype(DType::F64)?.mean_all()?.to_scalar::<f64>()?;
-                    }
-                    CellKind::Gru => {
-                        let [r, z, n] = gru_gates(&xw_t, &h, &w.w_hh_t, &w.b_hh)?;
-                        h = (&n + (&z * (&h - &n)?)?)?;
-                        for (frac, d) in fractions.iter_mut().zip([
-                            sigmoid_derivative(&r)?,
-                            sigmoid_derivative(&z)?,
-                            tanh_derivative(&n)?,
-                        ]) {
-                            frac.add(&d)?;
-                        }
-                    }
+                let (next, acts) = cell.step_with_activations(&xw_t, &state, &w.step_weights())?;
+                for (frac, d) in fractions.iter_mut().zip(&acts.derivatives) {
+                    frac.add(d)?;
                 }
-                hs.push(h.clone());
+                if let Some(f) = acts.forget_gate {
+                    forget_sum += f.to_dtype(DType::F64)?.mean_all()?.to_scalar::<f64>()?;
+                    has_forget = true;
+                }
+                hs.push(next.h.clone());
+                state = next;
             }
             out.push(LayerSaturation {
                 layer: k,
-                saturated: names.iter().zip(&fractions).map(|(n, f)| (n.to_string(), f.value())).collect(),
-                mean_forget_gate: (cfg.cell == CellKind::Lstm).then(|| forget_sum / t as f64),
+                saturated: names.iter().zip(&fractions).map(|(n, f)| (n.clone(), f.value())).collect(),
+                mean_forget_gate: has_forget.then(|| forget_sum / t as f64),
             });
             input = Tensor::stack(&hs, 1)?;
         }
