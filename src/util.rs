@@ -1,4 +1,8 @@
-//! Tensor helpers shared by the models.
+//! Helpers shared across the crate: tensor helpers for the models, and atomic file writes.
+
+mod files;
+
+pub use files::{remove_stale_temporaries, write_atomic};
 
 use candle_core::{Result, Tensor};
 

@@ -172,7 +172,7 @@ pub fn run_suite(
     suite.validate()?;
     let runs_dir = out.join("runs");
     std::fs::create_dir_all(&runs_dir).with_context(|| format!("creating {}", runs_dir.display()))?;
-    crate::checkpoint::write_atomic(&out.join("suite.toml"), toml::to_string_pretty(suite)?.as_bytes())?;
+    crate::util::write_atomic(&out.join("suite.toml"), toml::to_string_pretty(suite)?.as_bytes())?;
     let mine: Vec<(String, TrainConfig)> = suite
         .runs()
         .into_iter()

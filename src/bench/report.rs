@@ -2,9 +2,9 @@
 //! `results.json`, `results.csv`, `report.md` and learning-curve plots. Reads saved data only,
 //! so `gradscope report` merges shards written anywhere.
 
-use crate::checkpoint::write_atomic;
 use crate::plot::{line_chart, LineChart, Series};
 use crate::train::run_dir::{RunDir, Summary, SUMMARY};
+use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -40,7 +40,7 @@ pub fn run(args: DataArgs) -> Result<()> {
     if got != sha {
         bail!("{url} has SHA-256 {got}, expected {sha}; nothing was written");
     }
-    crate::checkpoint::write_atomic(&target, &out.stdout)?;
+    crate::util::write_atomic(&target, &out.stdout)?;
     println!("wrote {} ({} bytes, SHA-256 verified)", target.display(), out.stdout.len());
     Ok(())
 }

@@ -1,13 +1,12 @@
 //! `gradscope grad`: ‖∂L/∂h_t‖ against distance for fresh or trained models, with decay metrics,
 //! CSV/JSON and a plot.
 
-use crate::checkpoint::load_into_varmap;
 use crate::device::parse_device;
-use crate::models::{Family, InitScheme, Nonlinearity, SeqModelConfig};
+use crate::models::{Family, InitScheme, Nonlinearity};
 use crate::probe::report::{metrics_table, saturation_lines, write_probe_outputs};
 use crate::probe::{measure, LossKind, Probe};
 use crate::tasks::AddingVariant;
-use crate::train::run_dir::{CONFIG, MODEL, MODEL_CONFIG};
+use crate::train::run_dir::CONFIG;
 use crate::train::{eval_set, RunDir, TaskName, TrainConfig};
 use anyhow::{bail, Context, Result};
 use candle_nn::VarMap;
@@ -132,15 +131,15 @@ pub fn run(args: GradArgs) -> Result<()> {
         let device = parse_device(&cfg.device)?;
         // A trained language model keeps its own tokenizer.
         let task = cfg.build_task_in(run.as_deref())?;
-        let model_cfg = match run {
+        let (model, varmap) = match run {
             // A trained model keeps its architecture; only the task length may change.
-            Some(dir) => {
-                let m = RunDir::new(dir).read_json::<SeqModelConfig>(MODEL_CONFIG)?;
-                m.validate().with_context(|| format!("{}", dir.join(MODEL_CONFIG).display()))?;
-                m
+            Some(dir) => RunDir::new(dir).load_model(&device)?,
+            None => {
+                let varmap = VarMap::new();
+                (cfg.model_config(task.as_ref()).init(&varmap, cfg.seed, &device)?, varmap)
             }
-            None => cfg.model_config(task.as_ref()),
         };
+        let model_cfg = model.config();
         if model_cfg.family == Family::Gpt && task.spec().steps > model_cfg.context {
             bail!(
                 "{name}: the gpt's context is {} steps, the task needs {}",
@@ -149,13 +148,8 @@ pub fn run(args: GradArgs) -> Result<()> {
             );
         }
         TrainConfig { batch, eval_size: batch, ..cfg.clone() }
-            .check_memory(&model_cfg)
+            .check_memory(model_cfg)
             .with_context(|| format!("model {name}"))?;
-        let varmap = VarMap::new();
-        let model = model_cfg.init(&varmap, cfg.seed, &device)?;
-        if let Some(dir) = run {
-            load_into_varmap(&dir.join(MODEL), &varmap)?;
-        }
         let probe_batch = eval_set(task.as_ref(), batch, batch, &device)?.remove(0);
         let probe = measure(&model, &varmap, task.as_ref(), &probe_batch, loss, name)?;
         probes.push(probe);

@@ -1,14 +1,10 @@
 //! `gradscope sample`: generate text from a trained language-model run, streaming to stdout.
 
-use crate::checkpoint::load_into_varmap;
 use crate::device::parse_device;
 use crate::generate::{generate, SampleOptions};
-use crate::models::SeqModelConfig;
 use crate::text::TextTokenizer;
-use crate::train::run_dir::{MODEL, MODEL_CONFIG};
 use crate::train::{RunDir, TaskName, TrainConfig};
 use anyhow::{bail, Context, Result};
-use candle_nn::VarMap;
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
@@ -58,7 +54,9 @@ pub fn run(args: SampleArgs) -> Result<()> {
             cfg.task
         );
     }
-    let model_cfg: SeqModelConfig = RunDir::new(&args.run).read_json(MODEL_CONFIG)?;
+    let device = parse_device(&args.device)?;
+    let (model, _varmap) = RunDir::new(&args.run).load_model(&device)?;
+    let model_cfg = model.config();
     let tokenizer = TextTokenizer::load_from_run(&args.run)?;
     if tokenizer.vocab_size() != model_cfg.output_size {
         bail!(
@@ -68,10 +66,6 @@ pub fn run(args: SampleArgs) -> Result<()> {
             model_cfg.output_size
         );
     }
-    let device = parse_device(&args.device)?;
-    let varmap = VarMap::new();
-    let model = model_cfg.init(&varmap, 0, &device)?;
-    load_into_varmap(&args.run.join(MODEL), &varmap)?;
     let prompt = tokenizer.encode(&args.prompt).context("--prompt")?;
     let opts = SampleOptions {
         tokens: args.tokens,

@@ -111,7 +111,7 @@ fn prepare_out(out: &Path) -> Result<()> {
         }
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    crate::checkpoint::write_atomic(
+    crate::util::write_atomic(
         &out.join(MARKER),
         b"written by gradscope lab; safe to delete with the directory\n",
     )?;

@@ -5,11 +5,9 @@
 //! There is no training loop here: the runs are ordinary run directories under `<out>/runs/`,
 //! so `gradscope plot`, `grad --run` and `train --resume` work on them.
 
-use crate::checkpoint::load_into_varmap;
 use crate::device::parse_device;
 use crate::models::Family;
 use crate::probe::{measure, Curve, LossKind, Probe};
-use crate::train::run_dir::MODEL;
 use crate::train::{eval_set, train, MetricsRecord, RunDir, RunOptions, Summary, TrainConfig};
 use anyhow::{Context, Result};
 use candle_nn::VarMap;
@@ -112,12 +110,13 @@ pub fn slug(label: &str) -> String {
 fn probe(cfg: &TrainConfig, run: Option<&Path>, batch: usize, name: &str) -> Result<(Probe, f64)> {
     let device = parse_device(&cfg.device)?;
     let task = cfg.build_task()?;
-    let model_cfg = cfg.model_config(task.as_ref());
-    let varmap = VarMap::new();
-    let model = model_cfg.init(&varmap, cfg.seed, &device)?;
-    if let Some(dir) = run {
-        load_into_varmap(&dir.join(MODEL), &varmap)?;
-    }
+    let (model, varmap) = match run {
+        Some(dir) => RunDir::new(dir).load_model(&device)?,
+        None => {
+            let varmap = VarMap::new();
+            (cfg.model_config(task.as_ref()).init(&varmap, cfg.seed, &device)?, varmap)
+        }
+    };
     let b = eval_set(task.as_ref(), batch, batch, &device)?.remove(0);
     let p = measure(&model, &varmap, task.as_ref(), &b, LossKind::Last, name)?;
     Ok((p, task.baseline()))

@@ -4,10 +4,10 @@
 use super::depth::{DepthRun, DepthTraining};
 use super::fmt_num;
 use super::recurrent::{RecurrentRun, RecurrentSettings};
-use crate::checkpoint::write_atomic;
 use crate::plot::{line_chart, LineChart, Series};
 use crate::probe::report::curves_chart;
 use crate::probe::Curve;
+use crate::util::write_atomic;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! From a drawing to files: the embedded font, in-memory PNG and SVG rendering, atomic writes.
 //!
 //! Both images are rendered in memory before either is written, so a failed draw leaves any
-//! previous pair untouched; each file then lands through [`crate::checkpoint::write_atomic`]
+//! previous pair untouched; each file then lands through [`crate::util::write_atomic`]
 //! (temporary file in the same directory, then rename), so a reader never sees half a PNG.
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -141,8 +141,8 @@ pub(crate) fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>> {
 
 /// Writes `<stem>.png` and `<stem>.svg`, each atomically.
 pub(crate) fn write_pair(stem: &Path, png: &[u8], svg: &str) -> Result<()> {
-    crate::checkpoint::write_atomic(&with_ext(stem, "png")?, png)?;
-    crate::checkpoint::write_atomic(&with_ext(stem, "svg")?, svg.as_bytes())
+    crate::util::write_atomic(&with_ext(stem, "png")?, png)?;
+    crate::util::write_atomic(&with_ext(stem, "svg")?, svg.as_bytes())
 }
 
 /// An RGB image of `w`×`h` SVG units to place at (`x`, `y`) of an SVG.

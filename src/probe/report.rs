@@ -2,8 +2,8 @@
 //! gradient-vs-distance plot. Reads and writes plain data only.
 
 use super::{Curve, Probe};
-use crate::checkpoint::write_atomic;
 use crate::plot::{line_chart, LineChart, Series};
+use crate::util::write_atomic;
 use anyhow::{Context, Result};
 use std::path::Path;
 

@@ -117,11 +117,11 @@ impl TextTokenizer {
         match self {
             TextTokenizer::Char { chars, .. } => {
                 let json = serde_json::to_string(&CharVocab { chars: chars.clone() })?;
-                crate::checkpoint::write_atomic(&dir.join(CHARS_FILE), json.as_bytes())
+                crate::util::write_atomic(&dir.join(CHARS_FILE), json.as_bytes())
             }
             TextTokenizer::Bpe(t) => {
                 let json = t.to_string(true).map_err(|e| anyhow!("serialising tokenizer: {e}"))?;
-                crate::checkpoint::write_atomic(&dir.join(TOKENIZER_FILE), json.as_bytes())
+                crate::util::write_atomic(&dir.join(TOKENIZER_FILE), json.as_bytes())
             }
         }
     }

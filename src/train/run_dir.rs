@@ -10,8 +10,12 @@
 //! runs/x/summary.json           written last: its presence means the run finished
 //! ```
 
-use crate::checkpoint::write_atomic;
+use crate::checkpoint::load_into_varmap;
+use crate::models::{SeqModel, SeqModelConfig};
+use crate::util::write_atomic;
 use anyhow::{Context, Result};
+use candle_core::Device;
+use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -77,8 +81,20 @@ pub struct Summary {
     /// Steps whose loss or gradient was NaN/Inf (skipped or rolled back).
     #[serde(default)]
     pub nonfinite_events: u64,
-    /// Why training ended: `completed`, `solved`, `time-budget`.
-    pub stopped: String,
+    /// Why training ended.
+    pub stopped: StopReason,
+}
+
+/// Why a training run ended; written in `summary.json` as `completed`, `solved` or `time-budget`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopReason {
+    /// Every step of `--steps` ran.
+    Completed,
+    /// The task's criterion was met and `--stop-when-solved` was set.
+    Solved,
+    /// `--max-seconds` ran out.
+    TimeBudget,
 }
 
 pub struct RunDir {
@@ -113,6 +129,17 @@ impl RunDir {
         let path = self.path(name);
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// The run's trained model: the architecture in `model.json` (validated, since it may have been
+    /// edited by hand) with the parameters of `model.safetensors`, on `device`.
+    pub fn load_model(&self, device: &Device) -> Result<(SeqModel, VarMap)> {
+        let config: SeqModelConfig = self.read_json(MODEL_CONFIG)?;
+        config.validate().with_context(|| format!("{}", self.path(MODEL_CONFIG).display()))?;
+        let varmap = VarMap::new();
+        let model = config.init(&varmap, 0, device)?;
+        load_into_varmap(&self.path(MODEL), &varmap)?;
+        Ok((model, varmap))
     }
 
     /// Appends one record as a whole line (a single `write` of the complete line).
@@ -155,13 +182,20 @@ impl RunDir {
             if !self.path(name).exists() {
                 continue;
             }
-            let kept: Vec<serde_json::Value> = self.read_lines(name)?;
+            let path = self.path(name);
+            let old =
+                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            // Kept lines are copied as they were: a parse and re-serialisation of their numbers
+            // can move the last digit, and a resumed run must log exactly what a straight one does.
             let mut text = String::new();
-            for r in kept.iter().filter(|r| r["step"].as_u64().is_some_and(|s| s <= step)) {
-                text.push_str(&serde_json::to_string(r)?);
-                text.push('\n');
+            for line in old.lines() {
+                let record: Option<serde_json::Value> = serde_json::from_str(line).ok();
+                if record.is_some_and(|r| r["step"].as_u64().is_some_and(|s| s <= step)) {
+                    text.push_str(line);
+                    text.push('\n');
+                }
             }
-            write_atomic(&self.path(name), text.as_bytes())?;
+            write_atomic(&path, text.as_bytes())?;
         }
         Ok(())
     }
