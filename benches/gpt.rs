@@ -11,7 +11,7 @@
 //!     cargo bench --bench gpt [-- FILTER]
 //!     python3 benches/pytorch/side_by_side.py gpt_ctx256 gpt_nanogpt   # PyTorch ratios
 //!
-//! Figures are in the README's performance table.
+//! Figures are in docs/performance.md.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gradscope::bench::speed::{square_pair, SpeedWorkload};

@@ -11,21 +11,9 @@
 //!
 //! cargo bench --bench recurrent [-- FILTER]
 //!
-//! `cargo bench --bench recurrent -- fused` on the 2-core development VM (AMD EPYC Zen 4), median
-//! s/step, nothing else running (the autograd column is from an earlier, loaded run, load 5–9):
+//! Figures, with the machine they ran on, are in docs/performance.md.
 //!
-//! | task | cell | fused | autograd (2 threads) |
-//! |---|---|---|---|
-//! | adding T=1000 | LSTM | 0.243 | 11.9 |
-//! | adding T=1000 | LSTM, forward only | 0.076 | – |
-//! | adding T=1000 | GRU | 0.210 | 5.29 |
-//! | adding T=1000 | tanh RNN | 0.073 | 1.88 |
-//! | copy T=100 | LSTM | 0.038 | 1.27 |
-//! | copy T=100 | GRU | 0.027 | 0.554 |
-//! | copy T=100 | tanh RNN | 0.012 | 0.243 |
-//!
-//! The PyTorch ratios of the same workloads are in the README's performance section. candle's
-//! own pool spin-waits, which is what makes its 2-thread autograd numbers collapse under load.
+//! candle's own pool spin-waits, so the autograd rows slow down sharply when the machine is loaded.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gradscope::bench::speed::{square_pair, SpeedWorkload};

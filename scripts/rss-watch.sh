@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a command and samples its resident memory (VmRSS from /proc/PID/status, Linux) every
 # INTERVAL seconds into a CSV file, then prints the first sample, the one at 10 % of the run, the peak and the last.
-# Used for the README's long-run memory figure:
+# Used for the long-run memory figure in docs/performance.md:
 #
 #   scripts/rss-watch.sh runs/long20k-rss.csv 5 -- \
 #     target/release/gradscope train --task adding --seq-len 50 --model lstm --hidden 32 \

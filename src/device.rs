@@ -34,16 +34,16 @@ pub fn parse_device(name: &str) -> Result<Device> {
     }
 }
 
-/// Process-wide CPU settings measured to pay on this workload mix; call once at the start of
-/// `main`, before any other thread exists (the binary, the benches and the examples do).
+/// Process-wide CPU settings for this workload mix; call once at the start of `main`, before any
+/// other thread exists (the binary, the benches and the examples do).
 ///
 /// - candle's elementwise pool gets one thread (`CANDLE_NUM_THREADS=1`) unless the variable is
-///   already set: its workers spin-wait at a barrier after every op, and on a 2-core machine that
-///   made the GPT step slower with two threads than with one (0.076 vs 0.063 s, nanoGPT config).
-///   GEMMs keep rayon's pool (`RAYON_NUM_THREADS`, default one thread per core).
-/// - glibc's malloc keeps freed blocks up to 1 GiB in the heap instead of returning each
-///   multi-megabyte activation to the kernel and faulting fresh zeroed pages in on the next step:
-///   0.90–1.0 → 0.67–0.70 s per GPT step at context 256. Peak RSS moves by ~3 %.
+///   already set: its workers spin-wait at a barrier after every op, which costs the small
+///   elementwise ops more than a second thread gains them. GEMMs keep rayon's pool
+///   (`RAYON_NUM_THREADS`, default one thread per core).
+/// - glibc's malloc keeps freed blocks up to 1 GiB in the heap, so that each multi-megabyte
+///   activation is not returned to the kernel and faulted back in as fresh zeroed pages on the
+///   next step.
 pub fn tune_cpu_runtime() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         // Only called before other threads start, so nothing reads the environment concurrently.
@@ -60,8 +60,7 @@ pub fn tune_cpu_runtime() {
             libc::mallopt(libc::M_TRIM_THRESHOLD, ONE_GIB);
             // One arena for every thread: a rayon worker's own arena grows by mmap'd 64 MiB
             // heaps whatever M_MMAP_MAX says, and unmaps them on free, so the kernels' per-shard
-            // buffers were page-faulted in afresh on every step (perf: ~10% of an LSTM forward
-            // pass in page faults, clear_page and unmap).
+            // buffers would be page-faulted in afresh on every step.
             libc::mallopt(libc::M_ARENA_MAX, 1);
         }
     }

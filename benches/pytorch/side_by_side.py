@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the gradscope speed workloads in PyTorch and in gradscope, side by side, and print ratios.
 
-    pip install torch            # any recent CPU build; 2.15 was used for the README table
+    pip install torch            # any recent CPU build; docs/performance.md names the one measured
     python3 benches/pytorch/side_by_side.py                  # every workload
     python3 benches/pytorch/side_by_side.py gpt_nanogpt copy_t100_lstm --steps 10
     python3 benches/pytorch/side_by_side.py gpt_ctx256 gpt_nanogpt --rounds 5   # median of 5 pairs

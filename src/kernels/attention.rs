@@ -9,7 +9,7 @@
 //! kept for the backward pass. Sequences of the batch run in parallel on rayon's pool. The
 //! products are thin (k = hd or a block of keys) and many (eight per head and row block), so they
 //! run on `step_gemm`'s packed micro-kernel with K, Kᵀ, V, Vᵀ packed once per head (the `gemm`
-//! crate re-packed both operands on every call), except the two whose left operand is a
+//! crate would re-pack both operands on every call), except the two whose left operand is a
 //! transposed score block.
 
 use super::gemm::{matmul, View};
@@ -139,8 +139,8 @@ pub(super) fn backward(d: Dims, qkv: &[f32], probs: &[f32], dy: &[f32]) -> Vec<f
             for rows in d.blocks() {
                 let all = 0..rows.end;
                 let (dy_rows, q_rows) = (d.out(h, rows.clone()), d.qkv(0, h, rows.clone()));
-                // dV = Pᵀ·dY, dP = dY·Vᵀ. The transposed products stay on the `gemm` crate, whose
-                // packing of Pᵀ beat reading it in place (backward 20 vs 22 ms per layer).
+                // dV = Pᵀ·dY, dP = dY·Vᵀ. The transposed products stay on the `gemm` crate, because
+                // its packing of Pᵀ is faster than reading Pᵀ in place.
                 matmul(dx, d.qkv(2, h, all.clone()), true, p, d.scores(rows.clone()).t(), dy, dy_rows, ONE);
                 matmul_packed(&mut ds, d.scores(rows.clone()), false, dy, dy_rows, &v_t);
                 for i in rows.clone() {

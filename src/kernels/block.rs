@@ -2,12 +2,12 @@
 //! `Block`), without dropout.
 //!
 //! With one node per LayerNorm, linear and attention, candle's backward pass accumulates every
-//! activation's gradient into a fresh zero tensor (`zeros_like` then `add`, on one thread): ~16
-//! (B, T, C)-sized passes per block, ~15% of a training step at B = 32, T = 256, C = 128 with
-//! both cores otherwise idle. Here the block's inner activations never reach the graph: the op
-//! takes x and its twelve parameters flattened into one vector, runs the same slice-level
-//! kernels as the single ops (`layer_norm`, `linear`, `attention`) and hands back ∂L/∂x and the
-//! parameters' gradients in one piece, which candle's `cat` backward splits per parameter.
+//! activation's gradient into a fresh zero tensor (`zeros_like` then `add`, on one thread), some
+//! sixteen (B, T, C)-sized passes per block. Here the block's inner activations never reach the
+//! graph: the op takes x and its twelve parameters flattened into one vector, runs the same
+//! slice-level kernels as the single ops (`layer_norm`, `linear`, `attention`) and hands back
+//! ∂L/∂x and the parameters' gradients in one piece, which candle's `cat` backward splits per
+//! parameter.
 //!
 //! The batch is split into one shard of whole sequences per rayon thread, and each shard runs
 //! the whole block on its own (its inner loops stay parallel, so an idle thread can steal from a
@@ -135,9 +135,8 @@ impl CustomOp2 for BlockOp {
 }
 
 /// Sequences per shard: the batch is split into one contiguous shard per rayon thread, each
-/// running the whole block on its own core. A block of per-op parallel loops had ~25 fork-joins
-/// per block per step, and the rayon workers' sleeping and waking between them (futex, sched_yield)
-/// was ~14% of the samples of a nanoGPT-configuration step.
+/// running the whole block on its own core, so that the block is not a chain of per-op parallel
+/// loops whose every fork-join puts the rayon workers to sleep and wakes them (futex, sched_yield).
 fn shard_len(d: Dims) -> usize {
     let shards = rayon::current_num_threads().clamp(1, d.b.max(1));
     d.b.div_ceil(shards).max(1)

@@ -1,13 +1,11 @@
 //! Subnormal f32 values flushed to zero inside the recurrent kernels.
 //!
 //! BPTT through a long sequence drives ∂L/∂h_t, ∂L/∂a_t and the products made from them down
-//! geometrically with distance from the loss: at the LSTM's e-folding distance of ~6 steps at
-//! initialisation, adding T = 1000 gradients fall below f32's smallest normal value (1.2e-38)
-//! about 500 steps from the end, so half of the backward pass multiplies subnormals. Intel cores
-//! take a microcode assist for each such operand or result (AMD's Zen cores do not): on a 2-core
-//! Intel Xeon (AVX-512) the adding LSTM training step took 1.22 s with subnormals and 0.22 s with
-//! them flushed, and PyTorch's own step there took 3.2 s (it keeps them unless
-//! `torch.set_flush_denormal(True)`; TensorFlow and XLA flush them by default).
+//! geometrically with distance from the loss, below f32's smallest normal value (1.2e-38) well
+//! before BPTT reaches the start of a thousand-step sequence, so much of the backward pass
+//! multiplies subnormals, and Intel cores take a slow microcode assist for each such operand or
+//! result (AMD's Zen cores do not). PyTorch keeps them unless `torch.set_flush_denormal(True)`;
+//! TensorFlow and XLA flush them by default.
 //!
 //! So each fused recurrent shard sets the CPU's flush-to-zero and denormals-are-zero modes for the
 //! time it runs and restores the thread's previous modes afterwards. What changes: values whose

@@ -6,21 +6,10 @@
 //! copied. [`View`] describes such a matrix and [`matmul`] checks that every element it touches
 //! lies inside its slice before handing raw pointers to `gemm`.
 //!
-//! Threads: one, for every product ([`STEP`], [`WEIGHT`]). Measured on the 2-core development
-//! machine, LSTM and tanh RNN, T = 1000, B = 64, H = 128, fused forward + backward, median s per
-//! step over three interleaved rounds (two other CPU-bound processes were running, so absolute
-//! numbers are inflated):
-//!
-//! | per-step GEMMs | weight-gradient GEMMs | LSTM | RNN |
-//! |---|---|---|---|
-//! | None | None | 0.79 / 0.91 / 0.86 | 0.27 / 0.24 / 0.27 |
-//! | Rayon(2) | None | 0.97 / 1.08 / 0.90 | 0.25 / 0.27 / 0.31 |
-//! | None | Rayon(2) | 0.78 / 0.88 / 0.91 | 0.28 / 0.27 / 0.28 |
-//!
-//! A per-step product is ~8 MFLOP (B = 64 rows): splitting it costs more in rayon wake-ups and
-//! joins than the second core returns, as for candle's own per-op path (1 thread beat 2 there).
-//! The large B·T-deep weight-gradient GEMMs run once per layer and gained nothing measurable. One
-//! thread also leaves the other core to the rest of the process or a second run.
+//! Threads: one for the recurrent kernels' products ([`STEP`], [`WEIGHT`]), because splitting a
+//! per-step product (a few MFLOP) costs more in rayon wake-ups and joins than a second core
+//! returns, the whole-sequence products run only once per layer, and one thread leaves the other
+//! cores to the rest of the process or a second run.
 
 use gemm::Parallelism;
 

@@ -3,9 +3,7 @@
 //!
 //! The projection lives inside the op rather than arriving as a precomputed (B, T, G·H) tensor:
 //! candle's autograd would accumulate a gradient of that size through each of matmul,
-//! broadcast_add and reshape (a zeros tensor and an add per node). With that design perf put ~40%
-//! of an LSTM training step (T = 1000, B = 64, H = 128) in candle's binary ops and page faults on
-//! fresh 131 MB buffers; folding the projection in took the step from ~1.5 s to ~1.0 s.
+//! broadcast_add and reshape (a zeros tensor and an add per node, each a fresh full-size buffer).
 
 use super::gemm::{matmul, View, WEIGHT};
 use super::math::{all_finite, mad, simd_fn};
@@ -52,9 +50,8 @@ impl Packed {
 }
 
 /// Inputs this narrow or narrower (the adding problem's 2 features, the copy task's one-hot 10)
-/// skip the GEMM: a product with k ≤ 16 is all edge work for the `gemm` crate (perf put its
-/// `gemm_basic` at ~6% of an LSTM step for I = 2), while a loop over rows, vectorised along the
-/// G·H gates, streams the output once.
+/// skip the GEMM: a product with k ≤ 16 is all edge work for the `gemm` crate, while a loop
+/// over rows, vectorised along the G·H gates, streams the output once.
 const NARROW_INPUT: usize = 16;
 
 fn is_narrow(p: Packed) -> bool {
@@ -68,9 +65,9 @@ fn input_bias(p: Packed, w: &[f32], with_b_hh: bool) -> Vec<f32> {
 
 /// The input projection of narrow inputs one row at a time, for a time loop that projects each
 /// step's rows just before it uses them: a whole-sequence (B, T, G·H) projection is written once
-/// and read back from DRAM a step at a time (perf: ~40% of the LSTM gate loop in the first loads
-/// of each row), and without a backward pass nothing else needs it. Each row gets the same
-/// operations in the same order as [`project_inputs`] gives it, so the values are identical.
+/// and read back from DRAM a step at a time, and without a backward pass nothing else needs it.
+/// Each row gets the same operations in the same order as [`project_inputs`] gives it, so the
+/// values are identical.
 pub struct NarrowProjection {
     w_t: Vec<f32>,
     bias: Vec<f32>,
@@ -138,8 +135,8 @@ simd_fn! {
     fn narrow_projection(out: &mut [f32], x: &[f32], w_t: &[f32], bias: &[f32], i: usize, skip_zeros: bool) {
         let gh = bias.len();
         for (row, xr) in out.chunks_exact_mut(gh).zip(x.chunks_exact(i)) {
-            // The first input used writes bias + x·w in one pass, not after a copy of the bias
-            // (the same value: the copy's mad was the same operation).
+            // The first input used writes bias + x·w in one pass rather than after a copy of the
+            // bias, which gives the same value from the same mad.
             let mut biased = false;
             for (&xv, wr) in xr.iter().zip(w_t.chunks_exact(gh)) {
                 if skip_zeros && xv == 0.0 {
@@ -213,9 +210,8 @@ fn set_w_ih_grad(dw: &mut [f32], p: Packed, acc: &[f32]) {
 /// What the input side of a layer takes from each row of ∂L/∂a = ∂L/∂(x W_ihᵀ + b) as BPTT
 /// produces it: the bias gradient, and either the row itself, kept in a (B·T, G·H) buffer for the
 /// whole-sequence products ∂L/∂W_ih and ∂L/∂x, or, for a narrow input whose ∂L/∂x nothing needs
-/// (the first layer's, usually), the row's share of ∂L/∂W_ih, summed while the row is in cache.
-/// The buffer cost a 2 KB copy per row and step and a DRAM pass after the loop for an LSTM with
-/// H = 128: ~7% of an adding training step on the 2-core AVX-512 Xeon.
+/// (the first layer's, usually), the row's share of ∂L/∂W_ih, summed while the row is in cache,
+/// which saves the buffer's copy of every row and its DRAM pass after the loop.
 pub struct InputSideGrads {
     p: Packed,
     need_dx: bool,
@@ -266,8 +262,8 @@ impl InputSideGrads {
 
 simd_fn! {
     /// `acc ← acc + row`: a bias gradient summed inside the time loop, while the step's rows of
-    /// ∂L/∂a are in cache (a pass over the whole (B, T, G·H) buffer afterwards read it back from
-    /// DRAM: perf put that at ~2.7% of a GRU training step, T = 1000).
+    /// ∂L/∂a are in cache (a pass over the whole (B, T, G·H) buffer afterwards would read it back
+    /// from DRAM).
     pub(super) fn add_row(acc: &mut [f32], row: &[f32]) {
         acc.iter_mut().zip(row).for_each(|(a, r)| *a += r);
     }

@@ -10,7 +10,7 @@ use super::math::{gelu_in_place, gelu_with_derivative};
 use rayon::prelude::*;
 
 /// Elements per task of the elementwise passes on rayon's pool: large enough that a task costs
-/// far more than handing it to a thread (~30 µs at 64k elements).
+/// far more than handing it to a thread.
 const ELEMENTWISE_CHUNK: usize = 1 << 16;
 use super::op::{cpu_slice, poisoned, storage_slice};
 use super::unfilled;
@@ -198,9 +198,9 @@ pub(super) fn affine_grads(
 const NARROW_OUT: usize = 16;
 
 /// A linear map onto a few outputs per row (a regression or small-class readout, o = 1 for the
-/// adding task) as row loops over rayon's pool. As GEMMs these are k = 1 or n = 1 products whose
-/// work gemm's heuristics judged too small to split, so they ran on the calling thread (candle's
-/// main thread): ~4% of a tanh RNN training step's samples with both workers idle.
+/// adding task) as row loops over rayon's pool: as GEMMs these are k = 1 or n = 1 products that
+/// gemm's heuristics judge too small to split, so they would run on the calling thread (candle's
+/// main thread) while the workers idle.
 mod narrow {
     use crate::kernels::math::dot_lanes;
     use crate::kernels::zeros;

@@ -3,10 +3,8 @@
 //!
 //! A step's rows of y are formed (one packed product) as its h_t rows are written, and its rows
 //! of ∂L/∂h_t (one product) and their ∂L/∂W and ∂L/∂b shares as BPTT reaches the step, while
-//! the rows are in cache. As passes over the whole (B, T, H)
-//! result (read for y, a ∂L/∂h buffer written, read again for ∂L/∂W) they were three trips
-//! through DRAM per step: on the 2-core AVX-512 Xeon the tanh RNN adding step (T = 1000) went
-//! 0.043 → 0.031 s with them folded into the loops, LSTM 0.146 → 0.130, GRU 0.116 → 0.107.
+//! the rows are in cache: as passes over the whole (B, T, H) result (read for y, a ∂L/∂h buffer
+//! written, read again for ∂L/∂W) they would be three trips through DRAM.
 
 use super::gemm::View;
 use super::math::{dot_lanes, mad, simd_fn};
@@ -38,8 +36,7 @@ impl<'a> Readout<'a> {
     }
 
     /// Rows t = `step` of `y` (B, T, O) ← h_t·Wᵀ + b, from the step's states `h_step` (B, H).
-    /// One product per step: as 9 dot products per row (the copy task's O) the readout cost
-    /// ~3% of a copy LSTM step, as much as the packed product costs for all rows.
+    /// One packed product per step, for all B rows at once, rather than O dot products per row.
     /// Fewer outputs than [`DOT_OUTPUTS`] take a dot product per row instead: the product's
     /// 16-lane panel would be mostly padding.
     pub fn forward_step(&self, y: &mut [f32], h_step: &[f32], step: usize, (b, t): (usize, usize)) {

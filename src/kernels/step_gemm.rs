@@ -1,10 +1,9 @@
 //! The per-step recurrent product `dst (+)= A·B` with B packed once per sequence.
 //!
 //! Every step of a recurrent layer multiplies a thin (B, ·) block of states by the same weight
-//! matrix: h_{t-1}·W_hhᵀ forward, ∂L/∂a_{t+1}·W_hh backward. The `gemm` crate re-packs that
-//! weight (64k values for an LSTM with H = 128) and pays its dispatch and edge-kernel overhead on
-//! every call; perf put the packing, `gemm_basic` and the edge kernels at ~15% of an LSTM training
-//! step (T = 1000, B = 64, H = 128). Here the weight is laid out once per sequence in panels of
+//! matrix: h_{t-1}·W_hhᵀ forward, ∂L/∂a_{t+1}·W_hh backward. The `gemm` crate would re-pack that
+//! weight (64k values for an LSTM with H = 128) and pay its dispatch and edge-kernel overhead on
+//! every one of those calls. Here the weight is laid out once per sequence in panels of
 //! [`NR`] columns (row kk of a panel is B[kk, p·NR .. p·NR + NR], the last panel zero-padded), and
 //! an AVX2 + FMA micro-kernel keeps an [`MR`] × [`NR`] block of the result in registers while it
 //! walks k, broadcasting A's elements straight from their strided rows. On AVX-512 CPUs a second
@@ -151,25 +150,28 @@ mod avx2 {
     /// whole panels of `b.panels`.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn matmul(dst: &mut [f32], d: View, accumulate: bool, a: &[f32], av: View, b: &PackedB) {
-        let (m, n, k) = (d.rows, d.cols, av.cols);
-        for p in 0..n.div_ceil(NR) {
-            let panel = b.panels.as_ptr().add(p * b.k * NR);
-            let cols = NR.min(n - p * NR);
-            let mut i = 0;
-            while i < m {
-                let rows = MR.min(m - i);
-                let a_rows = a.as_ptr().add(av.offset + i * av.rs);
-                let d_rows = dst.as_mut_ptr().add(d.offset + i * d.rs + p * NR);
-                let (ars, acs) = (av.rs, av.cs);
-                match rows {
-                    6 => block::<6>(a_rows, ars, acs, panel, k, d_rows, d.rs, cols, accumulate),
-                    5 => block::<5>(a_rows, ars, acs, panel, k, d_rows, d.rs, cols, accumulate),
-                    4 => block::<4>(a_rows, ars, acs, panel, k, d_rows, d.rs, cols, accumulate),
-                    3 => block::<3>(a_rows, ars, acs, panel, k, d_rows, d.rs, cols, accumulate),
-                    2 => block::<2>(a_rows, ars, acs, panel, k, d_rows, d.rs, cols, accumulate),
-                    _ => block::<1>(a_rows, ars, acs, panel, k, d_rows, d.rs, cols, accumulate),
+        // SAFETY: this function's contract (its doc comment) bounds every pointer formed here.
+        unsafe {
+            let (m, n, k) = (d.rows, d.cols, av.cols);
+            for p in 0..n.div_ceil(NR) {
+                let panel = b.panels.as_ptr().add(p * b.k * NR);
+                let cols = NR.min(n - p * NR);
+                let mut i = 0;
+                while i < m {
+                    let rows = MR.min(m - i);
+                    let a_rows = a.as_ptr().add(av.offset + i * av.rs);
+                    let d_rows = dst.as_mut_ptr().add(d.offset + i * d.rs + p * NR);
+                    let (ars, acs) = (av.rs, av.cs);
+                    match rows {
+                        6 => block::<6>(a_rows, ars, acs, panel, k, d_rows, d.rs, cols, accumulate),
+                        5 => block::<5>(a_rows, ars, acs, panel, k, d_rows, d.rs, cols, accumulate),
+                        4 => block::<4>(a_rows, ars, acs, panel, k, d_rows, d.rs, cols, accumulate),
+                        3 => block::<3>(a_rows, ars, acs, panel, k, d_rows, d.rs, cols, accumulate),
+                        2 => block::<2>(a_rows, ars, acs, panel, k, d_rows, d.rs, cols, accumulate),
+                        _ => block::<1>(a_rows, ars, acs, panel, k, d_rows, d.rs, cols, accumulate),
+                    }
+                    i += rows;
                 }
-                i += rows;
             }
         }
     }
@@ -188,33 +190,37 @@ mod avx2 {
         cols: usize,
         accumulate: bool,
     ) {
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        for kk in 0..k {
-            let b0 = _mm256_loadu_ps(panel.add(kk * NR));
-            let b1 = _mm256_loadu_ps(panel.add(kk * NR + 8));
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let x = _mm256_broadcast_ss(&*a.add(r * a_rs + kk * a_cs));
-                acc[0] = _mm256_fmadd_ps(x, b0, acc[0]);
-                acc[1] = _mm256_fmadd_ps(x, b1, acc[1]);
-            }
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            let row = d.add(r * ldd);
-            if cols == NR {
-                let (mut v0, mut v1) = (acc[0], acc[1]);
-                if accumulate {
-                    v0 = _mm256_add_ps(_mm256_loadu_ps(row), v0);
-                    v1 = _mm256_add_ps(_mm256_loadu_ps(row.add(8)), v1);
+        // SAFETY: the caller (`matmul`) passes pointers to whole rows of A, whole panels and a
+        // destination block of `cols` valid columns, all in bounds; the target features are enabled.
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            for kk in 0..k {
+                let b0 = _mm256_loadu_ps(panel.add(kk * NR));
+                let b1 = _mm256_loadu_ps(panel.add(kk * NR + 8));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm256_broadcast_ss(&*a.add(r * a_rs + kk * a_cs));
+                    acc[0] = _mm256_fmadd_ps(x, b0, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(x, b1, acc[1]);
                 }
-                _mm256_storeu_ps(row, v0);
-                _mm256_storeu_ps(row.add(8), v1);
-            } else {
-                let mut tmp = [0f32; NR];
-                _mm256_storeu_ps(tmp.as_mut_ptr(), acc[0]);
-                _mm256_storeu_ps(tmp.as_mut_ptr().add(8), acc[1]);
-                for (j, &v) in tmp.iter().enumerate().take(cols) {
-                    let out = row.add(j);
-                    *out = if accumulate { *out + v } else { v };
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                let row = d.add(r * ldd);
+                if cols == NR {
+                    let (mut v0, mut v1) = (acc[0], acc[1]);
+                    if accumulate {
+                        v0 = _mm256_add_ps(_mm256_loadu_ps(row), v0);
+                        v1 = _mm256_add_ps(_mm256_loadu_ps(row.add(8)), v1);
+                    }
+                    _mm256_storeu_ps(row, v0);
+                    _mm256_storeu_ps(row.add(8), v1);
+                } else {
+                    let mut tmp = [0f32; NR];
+                    _mm256_storeu_ps(tmp.as_mut_ptr(), acc[0]);
+                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), acc[1]);
+                    for (j, &v) in tmp.iter().enumerate().take(cols) {
+                        let out = row.add(j);
+                        *out = if accumulate { *out + v } else { v };
+                    }
                 }
             }
         }
@@ -226,10 +232,8 @@ mod avx2 {
 /// registers. Same panels as the AVX2 kernel, and the same order of FMAs for every element of the
 /// result, so the two give identical bits.
 ///
-/// Measured on the 2-core Xeon (one core's FMA peak: 218 GFLOP/s), (m, k, n) = (32, 128, 512):
-/// two panels ran at 160 GFLOP/s, three at 174 (the per-row address arithmetic shares ports
-/// with the FMAs, and three panels amortise it over more of them); 6 rows × four panels ran
-/// the training steps ~2% slower than 8 × three.
+/// Three panels rather than two because the per-row address arithmetic shares ports with the
+/// FMAs, and a wider block amortises it over more of them.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{PackedB, View, NR};
@@ -242,48 +246,51 @@ mod avx512 {
     /// Safety: as for `avx2::matmul`, on a CPU with AVX-512F.
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub unsafe fn matmul(dst: &mut [f32], d: View, accumulate: bool, a: &[f32], av: View, b: &PackedB) {
-        let (m, n, k) = (d.rows, d.cols, av.cols);
-        let n_panels = n.div_ceil(NR);
-        let mut p = 0;
-        while p < n_panels {
-            let width = (n_panels - p).min(3);
-            let panel = b.panels.as_ptr().add(p * b.k * NR);
-            let cols = (width * NR).min(n - p * NR);
-            let mut i = 0;
-            while i < m {
-                let rows = MR.min(m - i);
-                let a_rows = a.as_ptr().add(av.offset + i * av.rs);
-                let d_rows = dst.as_mut_ptr().add(d.offset + i * d.rs + p * NR);
-                let s = (av.rs, av.cs, panel, b.k * NR, k, d_rows, d.rs, cols, accumulate);
-                match (width, rows) {
-                    (3, 8) => block::<8, 3>(a_rows, s),
-                    (3, 7) => block::<7, 3>(a_rows, s),
-                    (3, 6) => block::<6, 3>(a_rows, s),
-                    (3, 5) => block::<5, 3>(a_rows, s),
-                    (3, 4) => block::<4, 3>(a_rows, s),
-                    (3, 3) => block::<3, 3>(a_rows, s),
-                    (3, 2) => block::<2, 3>(a_rows, s),
-                    (3, _) => block::<1, 3>(a_rows, s),
-                    (2, 8) => block::<8, 2>(a_rows, s),
-                    (2, 7) => block::<7, 2>(a_rows, s),
-                    (2, 6) => block::<6, 2>(a_rows, s),
-                    (2, 5) => block::<5, 2>(a_rows, s),
-                    (2, 4) => block::<4, 2>(a_rows, s),
-                    (2, 3) => block::<3, 2>(a_rows, s),
-                    (2, 2) => block::<2, 2>(a_rows, s),
-                    (2, _) => block::<1, 2>(a_rows, s),
-                    (_, 8) => block::<8, 1>(a_rows, s),
-                    (_, 7) => block::<7, 1>(a_rows, s),
-                    (_, 6) => block::<6, 1>(a_rows, s),
-                    (_, 5) => block::<5, 1>(a_rows, s),
-                    (_, 4) => block::<4, 1>(a_rows, s),
-                    (_, 3) => block::<3, 1>(a_rows, s),
-                    (_, 2) => block::<2, 1>(a_rows, s),
-                    _ => block::<1, 1>(a_rows, s),
+        // SAFETY: this function's contract (its doc comment) bounds every pointer formed here.
+        unsafe {
+            let (m, n, k) = (d.rows, d.cols, av.cols);
+            let n_panels = n.div_ceil(NR);
+            let mut p = 0;
+            while p < n_panels {
+                let width = (n_panels - p).min(3);
+                let panel = b.panels.as_ptr().add(p * b.k * NR);
+                let cols = (width * NR).min(n - p * NR);
+                let mut i = 0;
+                while i < m {
+                    let rows = MR.min(m - i);
+                    let a_rows = a.as_ptr().add(av.offset + i * av.rs);
+                    let d_rows = dst.as_mut_ptr().add(d.offset + i * d.rs + p * NR);
+                    let s = (av.rs, av.cs, panel, b.k * NR, k, d_rows, d.rs, cols, accumulate);
+                    match (width, rows) {
+                        (3, 8) => block::<8, 3>(a_rows, s),
+                        (3, 7) => block::<7, 3>(a_rows, s),
+                        (3, 6) => block::<6, 3>(a_rows, s),
+                        (3, 5) => block::<5, 3>(a_rows, s),
+                        (3, 4) => block::<4, 3>(a_rows, s),
+                        (3, 3) => block::<3, 3>(a_rows, s),
+                        (3, 2) => block::<2, 3>(a_rows, s),
+                        (3, _) => block::<1, 3>(a_rows, s),
+                        (2, 8) => block::<8, 2>(a_rows, s),
+                        (2, 7) => block::<7, 2>(a_rows, s),
+                        (2, 6) => block::<6, 2>(a_rows, s),
+                        (2, 5) => block::<5, 2>(a_rows, s),
+                        (2, 4) => block::<4, 2>(a_rows, s),
+                        (2, 3) => block::<3, 2>(a_rows, s),
+                        (2, 2) => block::<2, 2>(a_rows, s),
+                        (2, _) => block::<1, 2>(a_rows, s),
+                        (_, 8) => block::<8, 1>(a_rows, s),
+                        (_, 7) => block::<7, 1>(a_rows, s),
+                        (_, 6) => block::<6, 1>(a_rows, s),
+                        (_, 5) => block::<5, 1>(a_rows, s),
+                        (_, 4) => block::<4, 1>(a_rows, s),
+                        (_, 3) => block::<3, 1>(a_rows, s),
+                        (_, 2) => block::<2, 1>(a_rows, s),
+                        _ => block::<1, 1>(a_rows, s),
+                    }
+                    i += rows;
                 }
-                i += rows;
+                p += width;
             }
-            p += width;
         }
     }
 
@@ -295,31 +302,36 @@ mod avx512 {
     /// (a partial last panel) are masked off, never loaded or stored.
     #[inline(always)]
     unsafe fn block<const R: usize, const W: usize>(a: *const f32, s: Shape) {
-        let (a_rs, a_cs, panel, panel_stride, k, d, ldd, cols, accumulate) = s;
-        let mut acc = [[_mm512_setzero_ps(); W]; R];
-        for kk in 0..k {
-            let mut bv = [_mm512_setzero_ps(); W];
-            for (w, bv) in bv.iter_mut().enumerate() {
-                *bv = _mm512_loadu_ps(panel.add(w * panel_stride + kk * NR));
-            }
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(*a.add(r * a_rs + kk * a_cs));
-                for (acc, &bv) in acc.iter_mut().zip(&bv) {
-                    *acc = _mm512_fmadd_ps(x, bv, *acc);
+        // SAFETY: the caller (`matmul`) passes pointers to whole rows of A, whole panels and a
+        // destination block of `cols` valid columns, all in bounds; the target features are enabled.
+        unsafe {
+            let (a_rs, a_cs, panel, panel_stride, k, d, ldd, cols, accumulate) = s;
+            let mut acc = [[_mm512_setzero_ps(); W]; R];
+            for kk in 0..k {
+                let mut bv = [_mm512_setzero_ps(); W];
+                for (w, bv) in bv.iter_mut().enumerate() {
+                    *bv = _mm512_loadu_ps(panel.add(w * panel_stride + kk * NR));
+                }
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_ps(*a.add(r * a_rs + kk * a_cs));
+                    for (acc, &bv) in acc.iter_mut().zip(&bv) {
+                        *acc = _mm512_fmadd_ps(x, bv, *acc);
+                    }
                 }
             }
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            for (w, &v) in acc.iter().enumerate() {
-                let out = d.add(r * ldd + w * NR);
-                let valid = cols.saturating_sub(w * NR).min(NR);
-                if valid == NR {
-                    let v = if accumulate { _mm512_add_ps(_mm512_loadu_ps(out), v) } else { v };
-                    _mm512_storeu_ps(out, v);
-                } else if valid > 0 {
-                    let mask: __mmask16 = (1u32 << valid).wrapping_sub(1) as __mmask16;
-                    let v = if accumulate { _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), v) } else { v };
-                    _mm512_mask_storeu_ps(out, mask, v);
+            for (r, acc) in acc.iter().enumerate() {
+                for (w, &v) in acc.iter().enumerate() {
+                    let out = d.add(r * ldd + w * NR);
+                    let valid = cols.saturating_sub(w * NR).min(NR);
+                    if valid == NR {
+                        let v = if accumulate { _mm512_add_ps(_mm512_loadu_ps(out), v) } else { v };
+                        _mm512_storeu_ps(out, v);
+                    } else if valid > 0 {
+                        let mask: __mmask16 = (1u32 << valid).wrapping_sub(1) as __mmask16;
+                        let v =
+                            if accumulate { _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), v) } else { v };
+                        _mm512_mask_storeu_ps(out, mask, v);
+                    }
                 }
             }
         }

@@ -1,13 +1,11 @@
 //! The recurrent weight gradient ∂L/∂W_hh = Σ_t ∂L/∂a_tᵀ h_{t-1}, summed inside the BPTT loop.
 //!
-//! As one GEMM over all B·T rows after the loop, it re-read the whole (B, T, G·H) gradient
-//! buffer from DRAM, and the `gemm` crate ran that deep, thin shape (k = B·T, a (4H, H) result)
-//! at ~100 GFLOP/s per core on the 2-core AVX-512 Xeon, against ~175 for the packed micro-kernel
-//! on the per-step products (perf: 23.5% of an adding LSTM training step). Here each step's
-//! rows of ∂L/∂a_t are kept, while they are in cache, in a slab of a few steps, and their
-//! h_{t-1} rows are packed beside them; every `steps` steps the slab is summed into the result
-//! with the packed kernel. One step alone (k = B = 32 per shard) ran the kernel ~25% slower per
-//! FLOP than k = 128, hence the slab.
+//! One GEMM over all B·T rows after the loop would re-read the whole (B, T, G·H) gradient buffer
+//! from DRAM, in a deep, thin shape (k = B·T, a (G·H, H) result) that the `gemm` crate runs well
+//! below the packed micro-kernel's rate. Here each step's rows of ∂L/∂a_t are kept, while they
+//! are in cache, in a slab of a few steps, and their h_{t-1} rows are packed beside them; every
+//! `steps` steps the slab is summed into the result with the packed kernel. The slab exists
+//! because one step alone (k = B) is too shallow for the kernel to run at its rate.
 //!
 //! The slab's newest rows are also what the next step's ∂L/∂h product reads, so the cells keep
 //! no other copy of them.

@@ -4,10 +4,10 @@
 //! `h.{k}.mlp.c_fc`, `h.{k}.mlp.c_proj`, `ln_f`, `lm_head`.
 //!
 //! Two implementations of the same equations, chosen per call by [`super::ForwardOptions::backend`]
-//! (the recurrent layers' switch): on the CPU in f32, LayerNorm, each linear layer (with its GELU)
-//! and the causal attention run as one fused op each (`crate::kernels`); with `autograd`, or on
-//! another device, candle's per-op graph, which stays the reference. Dropout on the attention
-//! weights takes the per-op attention.
+//! (the recurrent layers' switch): on the CPU in f32, fused ops (`crate::kernels`), one per block,
+//! or while dropout is active one per LayerNorm, linear layer (with its GELU) and causal attention;
+//! with `autograd`, or on another device, candle's per-op graph, which stays the reference.
+//! Dropout on the attention weights takes the per-op attention.
 
 mod cache;
 pub use cache::KvCache;

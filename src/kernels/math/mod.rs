@@ -1,17 +1,16 @@
 //! Fast f32 `exp`, `sigmoid` and `tanh` for the gate loops.
 //!
-//! glibc's scalar `tanhf`/`expf` cost ~25 ns per element here and cannot be vectorised, which
-//! would make the elementwise gate math cost as much as the recurrent GEMMs. These versions are
-//! branch-free (the clamps compile to min/max, the rounding is the 1.5·2²³ trick rather than
-//! `round()`, which plain SSE2 lacks), so LLVM vectorises loops over slices that call them on
-//! baseline x86-64. Accuracy: ~1e-7 relative for `exp` and `sigmoid`, ≤ ~4e-7 for `tanh`
-//! (see the tests). NaN propagates, so a diverging run is not hidden.
+//! glibc's scalar `tanhf`/`expf` cannot be vectorised, which would make the elementwise gate
+//! math cost as much as the recurrent GEMMs. These versions are branch-free (the clamps compile
+//! to min/max, the rounding is the 1.5·2²³ trick rather than `round()`, which plain SSE2 lacks),
+//! so LLVM vectorises loops over slices that call them on baseline x86-64. Accuracy: ~1e-7
+//! relative for `exp` and `sigmoid`, ≤ ~4e-7 for `tanh` (see the tests). NaN propagates, so a
+//! diverging run is not hidden.
 //!
 //! Each takes `const FMA: bool`: the AVX2 and AVX-512 tiers of [`simd_fn`] and [`with_simd`]
-//! evaluate the polynomials with fused multiply-adds (one rounding, half the instructions: on the
-//! 2-core Zen 1 this was measured on, `exp` ran 1.3×, `sigmoid` 1.3× and the GELU 1.2× faster),
-//! the baseline tier with separate products and sums (an `f32::mul_add` there would be a libm
-//! call per element). The tiers therefore round slightly differently; each is as accurate.
+//! evaluate the polynomials with fused multiply-adds (one rounding, half the instructions), the
+//! baseline tier with separate products and sums (an `f32::mul_add` there would be a libm call
+//! per element). The tiers therefore round slightly differently; each is as accurate.
 
 /// The widest instruction set the kernels use: 2 for AVX-512, 1 for AVX2 + FMA, 0 for baseline
 /// SSE2. What the CPU has, unless `GRADSCOPE_SIMD=avx2` or `=sse2` asks for less (read once): the
@@ -35,9 +34,9 @@ fn simd_level() -> u8 {
     })
 }
 
-/// Whether the AVX-512 versions of the loops below run. On the AMD Zen 4 development machine
-/// AVX-512's 16 lanes and 32 registers ran the GELU 1.9× faster than AVX2 (the FP units are as
-/// wide, but the polynomial chains need half the instructions and no constant reloads).
+/// Whether the AVX-512 versions of the loops below run: with 16 lanes and 32 registers the
+/// polynomial chains need half the instructions and no constant reloads, even where the FP units
+/// are no wider than AVX2's.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) fn has_avx512() -> bool {
@@ -84,10 +83,10 @@ macro_rules! with_simd {
 pub(crate) use with_simd;
 
 /// Defines a non-inlined function compiled like [`with_simd`]'s body (AVX-512, AVX2 + FMA,
-/// baseline), dispatched at run time; the body sees `FMA` as [`with_simd`]'s does. A function of its own, with plain slice parameters,
-/// rather than a closure: `&mut` parameters of a non-inlined function are known not to alias,
-/// which is what lets LLVM vectorise the gate loops (inlined over reborrowed slices they stayed
-/// scalar).
+/// baseline), dispatched at run time; the body sees `FMA` as [`with_simd`]'s does. A function of
+/// its own, with plain slice parameters, rather than a closure: `&mut` parameters of a non-inlined
+/// function are known not to alias, which is what lets LLVM vectorise the gate loops (inlined
+/// over reborrowed slices they stay scalar).
 macro_rules! simd_fn {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
@@ -252,8 +251,8 @@ pub fn sigmoid<const FMA: bool>(x: f32) -> f32 {
 /// tanh(x) with relative error ≤ ~4e-7; ±1 for |x| ≥ 9, where tanh rounds to ±1.
 ///
 /// A rational minimax form x·P(x²)/Q(x²) on [−7.9, 7.9] (the coefficients of Eigen's
-/// `ptanh_float`): no exp and no cancellation near 0, ~45% cheaper than (1 − e^{−2|x|})/(1 + e^{−2|x|})
-/// with a Taylor series for small |x|, which it replaces.
+/// `ptanh_float`): no exp, and no cancellation near 0 that would need a separate small-|x| branch,
+/// as (1 − e^{−2|x|})/(1 + e^{−2|x|}) does.
 #[inline(always)]
 #[allow(clippy::excessive_precision)] // the published coefficients, verbatim
 pub fn tanh<const FMA: bool>(x: f32) -> f32 {
@@ -281,8 +280,8 @@ pub fn tanh<const FMA: bool>(x: f32) -> f32 {
 }
 
 /// Φ(x), the standard normal CDF, with a relative error ~2e-7 in both tails (so x·Φ(x), the GELU,
-/// stays accurate for very negative x too). Branch-free, like [`exp`], so loops over it vectorise;
-/// libm's scalar `erff` cost as much as the GELU layer's GEMMs.
+/// stays accurate for very negative x too). Branch-free, like [`exp`], so loops over it vectorise,
+/// which libm's scalar `erff` does not.
 ///
 /// Numerical Recipes' `erfcc` (a Chebyshev fit, fractional error < 1.2e-7 for z ≥ 0):
 /// erfc(z) = t·exp(−z² + P(t)), t = 1/(1 + z/2); Φ(x) = erfc(|x|/√2)/2, reflected for x > 0.
