@@ -259,18 +259,41 @@ fn bad_corpora_exit_2_with_the_reason_and_leave_no_run() {
     assert!(stderr(&o).contains("--tbptt applies to --task text"), "{}", stderr(&o));
 }
 
+/// Offline, on generated files: an unknown dataset and a copy whose checksum is wrong are refused
+/// (exit 2) and nothing is written.
 #[test]
-fn data_command_verifies_a_present_corpus_without_the_network() {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tinyshakespeare.txt");
-    if !shared.exists() {
-        return; // nothing to verify offline; the download path needs the network
+fn data_command_refuses_unknown_datasets_and_wrong_copies() {
+    let dir = tempdir("data-refuse");
+    let o = gradscope(&["data", "wikitext", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown dataset"), "{}", stderr(&o));
+    let fake = dir.join("not-shakespeare.txt");
+    std::fs::write(&fake, "To be, or not to be, that is not the file.\n").unwrap();
+    let target = dir.join("corpus");
+    for from in [fake.to_str().unwrap().to_string(), format!("file://{}", fake.display())] {
+        let o = gradscope(&["data", "tinyshakespeare", "--dir", target.to_str().unwrap(), "--from", &from]);
+        assert_eq!(o.status.code(), Some(2), "{from}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("SHA-256") && stderr(&o).contains("nothing was written"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!target.join("tinyshakespeare.txt").exists(), "{from}: a wrong copy was written");
     }
+}
+
+/// Installing the real corpus from a local copy, then finding it present, needs the real file:
+/// reported as ignored where `../shared/data` does not hold it (see build.rs).
+#[test]
+#[cfg_attr(not(shared_corpus), ignore = "needs ../shared/data/tinyshakespeare.txt")]
+fn data_command_installs_and_verifies_the_corpus_without_the_network() {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tinyshakespeare.txt");
     let dir = tempdir("data");
-    std::fs::copy(&shared, dir.join("tinyshakespeare.txt")).unwrap();
+    let from = shared.to_str().unwrap();
+    let o = gradscope(&["data", "tinyshakespeare", "--dir", dir.to_str().unwrap(), "--from", from]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("SHA-256 verified"));
     let o = gradscope(&["data", "tinyshakespeare", "--dir", dir.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("checksum matches"));
-    let o = gradscope(&["data", "wikitext", "--dir", dir.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("unknown dataset"));
 }
