@@ -39,9 +39,8 @@ pub use layer_norm::layer_norm;
 pub use linear::{linear, Activation};
 pub use op::{fused_layer, fused_layer_with_head, pack_weights, Slot, StateGradSlots};
 
-/// A zeroed buffer, written by rayon's pool: `vec![0.0; len]` zeroes reused heap memory on the
-/// calling thread, which for the GPT's (B, nh, T, T) and (B, T, 4C) buffers was serial time on
-/// candle's main thread while both workers waited.
+/// A zeroed buffer, written by rayon's pool: `vec![0.0; len]` would zero the GPT's (B, nh, T, T)
+/// and (B, T, 4C) buffers on candle's main thread while the pool's workers wait.
 pub(crate) fn zeros(len: usize) -> Vec<f32> {
     use rayon::prelude::*;
     (0..len).into_par_iter().with_min_len(1 << 14).map(|_| 0f32).collect()
@@ -78,11 +77,9 @@ struct Grads {
 
 /// A buffer of `len` values that the caller writes in full before anything reads it: the
 /// (B, T, ·) activations and gradients of the recurrent time loops, the GPT ops' outputs that a
-/// GEMM without accumulation or an elementwise pass fills. Zeroing them first was a memset over
-/// reused heap memory of up to ~150 MB per shard and step in the recurrent loops (4–5% of a
-/// T = 1000 training step in perf; skipping it made LSTM, GRU and RNN steps 3–6% faster), and
-/// [`zeros`]' pass on the pool cost the GPT ~4% of its samples. Buffers that are accumulated
-/// into keep [`zeros`]. Debug builds fill this one with NaN, so a value read before it is
+/// GEMM without accumulation or an elementwise pass fills: zeroing them first would be a memset of
+/// up to the whole (B, T, G·H) buffer per step for nothing. Buffers that are accumulated into
+/// keep [`zeros`]. Debug builds fill this one with NaN, so a value read before it is
 /// written shows.
 pub(crate) fn unfilled(len: usize) -> Vec<f32> {
     if cfg!(debug_assertions) {

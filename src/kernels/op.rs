@@ -2,7 +2,7 @@
 //!
 //! candle's per-op autograd makes a graph ~20·T nodes deep whose recursive walk overflows the
 //! stack near T ≈ 7,000 and spends most of its time in allocation and dispatch. Here the forward
-//! time loop and BPTT run on raw f32 slices (`rnn.rs`, `lstm.rs`, `gru.rs`), so a layer is one
+//! time loop and BPTT run on raw f32 slices (each cell's [`super::cell::FusedCell`]), so a layer is one
 //! node whatever T is, and ∂L/∂h_t (∂L/∂c_t) of every step falls out of BPTT for free.
 //! The op takes the layer's input x rather than its projection W_ih x: see `layer.rs` for why.
 
@@ -276,8 +276,8 @@ fn state_shard<'a>(state: &'a [f32], d: Dims, r: &Range<usize>, with_c: bool) ->
 }
 
 /// The shard's rows of a result-shaped buffer, (B, T, H) or [h_t (B·T, H); c_{T-1} (B, H)]: its
-/// h_t rows, and its c_{T-1} rows (empty without a cell state). Two slices rather than one
-/// shard-shaped copy: concatenating them had copied 2 × 16 MB per shard and LSTM step (~2%).
+/// h_t rows, and its c_{T-1} rows (empty without a cell state): two slices, so that nothing is
+/// copied to put them side by side.
 fn result_shard<'a>(v: &'a [f32], d: Dims, r: &Range<usize>, with_c: bool) -> (&'a [f32], &'a [f32]) {
     let (tth, bth) = (d.t * d.h, d.b * d.t * d.h);
     let c_rows = if with_c { &v[bth + r.start * d.h..bth + r.end * d.h] } else { &[] };
@@ -300,7 +300,7 @@ fn join_results(outs: Vec<Vec<f32>>, d: Dims, with_c: bool) -> Vec<f32> {
 }
 
 /// `pieces` concatenated, each piece copied on rayon's pool: on candle's main thread the copy
-/// of a (B, T, H) result was serial time with both workers idle (~5% of a tanh RNN step).
+/// of a (B, T, H) result would be serial time with the workers idle.
 fn stitch(pieces: &[&[f32]]) -> Vec<f32> {
     let mut all = unfilled(pieces.iter().map(|p| p.len()).sum());
     let mut rest = all.as_mut_slice();
@@ -414,11 +414,9 @@ fn cpu_f32(cell: CellKind, args: &[(&str, &Tensor)]) -> Result<()> {
 /// [`fused_layer`] followed by the readout y = h_t·`head_w`ᵀ + `head_b`, in the same op.
 ///
 /// Returns y (B, T, O) and, detached from the graph, what [`fused_layer`] would have returned.
-/// As two ops, the layer's (B, T, H) result had a consumer in candle's graph, and candle's
+/// As two ops, the layer's (B, T, H) result would have a consumer in candle's graph, and candle's
 /// backward accumulates every consumer's gradient into a fresh zero tensor of that size on its
-/// main thread (a 32 MB zeroing and a 32 MB add per step at B = 64, T = 1000, H = 128) while the
-/// pool's workers wait: ~20% of a tanh RNN adding step's wall time, ~8% of an LSTM's. Here the
-/// gradient into h_t is formed inside the op. The layer's result is not differentiable in this
+/// main thread while the pool's workers wait. Here the gradient into h_t is formed inside the op. The layer's result is not differentiable in this
 /// form: a loss must reach it through y.
 pub fn fused_layer_with_head(
     cell: CellKind,
