@@ -2,8 +2,8 @@
 //!
 //! candle's per-op autograd makes a graph ~20·T nodes deep whose recursive walk overflows the
 //! stack near T ≈ 7,000 and spends most of its time in allocation and dispatch. Here the forward
-//! time loop and BPTT run on raw f32 slices (each cell's [`super::cell::FusedCell`]), so a layer is one
-//! node whatever T is, and ∂L/∂h_t (∂L/∂c_t) of every step falls out of BPTT for free.
+//! time loop and BPTT run on raw f32 slices (each cell's `FusedCell`, see `cell.rs`), so a layer
+//! is one node whatever T is, and ∂L/∂h_t (∂L/∂c_t) of every step falls out of BPTT for free.
 //! The op takes the layer's input x rather than its projection W_ih x: see `layer.rs` for why.
 
 use super::cell::{fused_cell, Backward, Forward, FusedCell, Saved};
