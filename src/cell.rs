@@ -52,22 +52,28 @@ impl std::str::FromStr for Nonlinearity {
 }
 
 /// Which recurrent cell a stack uses. Written as the fixtures' `kind` strings:
-/// `rnn_tanh`, `rnn_relu`, `rnn_sigmoid`, `rnn_linear`, `lstm`, `gru`.
+/// `rnn_tanh`, `rnn_relu`, `rnn_sigmoid`, `rnn_linear`, `lstm`, `gru`, `mingru`, `minlstm`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum CellKind {
     Rnn(Nonlinearity),
     Lstm,
     Gru,
+    /// minGRU (Feng et al. 2024, "Were RNNs All We Needed?"): gates that read only x_t.
+    MinGru,
+    /// minLSTM (the same paper): forget and input gates normalised to sum to one.
+    MinLstm,
 }
 
 impl CellKind {
-    /// Gate blocks stacked in the rows of `weight_ih`/`weight_hh` (PyTorch's G).
+    /// Gate blocks stacked in the rows of `weight_ih` (and `weight_hh`): PyTorch's G.
     pub fn gates(self) -> usize {
         match self {
             CellKind::Rnn(_) => 1,
             CellKind::Lstm => 4,
             CellKind::Gru => 3,
+            CellKind::MinGru => 2,
+            CellKind::MinLstm => 3,
         }
     }
 
@@ -75,11 +81,45 @@ impl CellKind {
         matches!(self, CellKind::Lstm)
     }
 
+    /// Whether the cell has `weight_hh`/`bias_hh`: h_{t-1} enters through a matrix. The min
+    /// cells' gates read only x_t, so their parameters are `weight_ih` and `bias_ih` alone.
+    pub fn has_recurrent_weights(self) -> bool {
+        !matches!(self, CellKind::MinGru | CellKind::MinLstm)
+    }
+
+    /// The per-layer parameter names, before the `_l{k}` suffix, in PyTorch's order.
+    pub fn parameter_names(self) -> &'static [&'static str] {
+        if self.has_recurrent_weights() {
+            &["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+        } else {
+            &["weight_ih", "bias_ih"]
+        }
+    }
+
+    /// Columns of the fused kernels' packed layer weight: [W_ih | W_hh | b_ih | b_hh] is
+    /// I + H + 2, [W_ih | b_ih] (no recurrent weights) I + 1.
+    pub fn packed_columns(self, input: usize, hidden: usize) -> usize {
+        if self.has_recurrent_weights() {
+            input + hidden + 2
+        } else {
+            input + 1
+        }
+    }
+
+    /// Every cell, each RNN nonlinearity counted once.
+    pub fn all() -> Vec<CellKind> {
+        let mut all: Vec<CellKind> = Nonlinearity::ALL.into_iter().map(CellKind::Rnn).collect();
+        all.extend([CellKind::Lstm, CellKind::Gru, CellKind::MinGru, CellKind::MinLstm]);
+        all
+    }
+
     pub fn name(self) -> String {
         match self {
             CellKind::Rnn(act) => format!("rnn_{}", act.name()),
             CellKind::Lstm => "lstm".into(),
             CellKind::Gru => "gru".into(),
+            CellKind::MinGru => "mingru".into(),
+            CellKind::MinLstm => "minlstm".into(),
         }
     }
 }
@@ -96,11 +136,14 @@ impl std::str::FromStr for CellKind {
         match s.to_ascii_lowercase().as_str() {
             "lstm" => Ok(CellKind::Lstm),
             "gru" => Ok(CellKind::Gru),
+            "mingru" => Ok(CellKind::MinGru),
+            "minlstm" => Ok(CellKind::MinLstm),
             "rnn" => Ok(CellKind::Rnn(Nonlinearity::Tanh)),
             other => match other.strip_prefix("rnn_").map(str::parse::<Nonlinearity>) {
                 Some(Ok(act)) => Ok(CellKind::Rnn(act)),
                 _ => Err(format!(
-                    "unknown cell '{s}': expected rnn, rnn_tanh, rnn_relu, rnn_sigmoid, rnn_linear, lstm or gru"
+                    "unknown cell '{s}': expected rnn, rnn_tanh, rnn_relu, rnn_sigmoid, rnn_linear, lstm, gru, \
+                     mingru or minlstm"
                 )),
             },
         }

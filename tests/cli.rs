@@ -231,7 +231,7 @@ fn every_simd_tier_gives_the_same_gradients() {
     let run = |tier: Option<&str>| {
         let out = dir.join(tier.unwrap_or("native"));
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gradscope"));
-        cmd.args(["grad", "--model", "rnn,lstm,gru,gpt", "--layers", "2", "--hidden", "24"]);
+        cmd.args(["grad", "--model", "rnn,lstm,gru,mingru,minlstm,gpt", "--layers", "2", "--hidden", "24"]);
         cmd.args(["--seq-len", "40", "--batch", "4", "--out", out.to_str().unwrap()]);
         match tier {
             Some(t) => cmd.env("GRADSCOPE_SIMD", t),

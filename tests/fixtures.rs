@@ -134,9 +134,8 @@ fn check_recurrent(file: &Loaded, kind: &str, backend: RecurrentBackend) -> Vec<
     let c0 = cell.has_cell_state().then(|| var(&ck.input("c0")));
     let cfg = RecurrentConfig::new(cell, i, h).with_layers(l);
 
-    let names: Vec<String> = (0..l)
-        .flat_map(|k| ["weight_ih", "weight_hh", "bias_ih", "bias_hh"].map(|p| format!("{p}_l{k}")))
-        .collect();
+    let names: Vec<String> =
+        (0..l).flat_map(|k| cell.parameter_names().iter().map(move |p| format!("{p}_l{k}"))).collect();
     let params: Vec<(String, Tensor)> = names.iter().map(|n| (n.clone(), ck.input(n))).collect();
     let varmap = VarMap::new();
     let vb = register(&varmap, "", params, &Device::Cpu).unwrap();

@@ -118,9 +118,7 @@ fn diff(cell: CellKind, want: &[(String, Tensor)], got: &[(String, Tensor)]) -> 
 }
 
 fn cells() -> Vec<CellKind> {
-    let mut cells: Vec<CellKind> = Nonlinearity::ALL.into_iter().map(CellKind::Rnn).collect();
-    cells.extend([CellKind::Lstm, CellKind::Gru]);
-    cells
+    CellKind::all()
 }
 
 #[test]
@@ -207,9 +205,19 @@ fn auto_takes_autograd_for_f64_and_fused_refuses_it() {
 /// One graph node per layer: T = 100,000 trains on the default test-thread stack (the autograd
 /// path overflows near T ≈ 7,000 without `with_deep_stack`).
 #[test]
-fn fused_lstm_trains_at_one_hundred_thousand_steps_without_a_deep_stack() {
+fn fused_cells_train_at_one_hundred_thousand_steps_without_a_deep_stack() {
     let t = 100_000;
-    let cfg = RecurrentConfig::lstm(2, 8).with_layers(2).with_forget_bias(1.0);
+    for cfg in [
+        RecurrentConfig::lstm(2, 8).with_layers(2).with_forget_bias(1.0),
+        RecurrentConfig::new(CellKind::MinGru, 2, 8).with_layers(2),
+        RecurrentConfig::new(CellKind::MinLstm, 2, 8).with_layers(2),
+    ] {
+        long_sequence_trains(&cfg, t);
+    }
+}
+
+fn long_sequence_trains(cfg: &RecurrentConfig, t: usize) {
+    let cell = cfg.cell;
     let varmap = VarMap::new();
     let model = cfg.init(&varmap, "", 0, &Device::Cpu).unwrap();
     let x = randn(&[2, t, 2], 3, 1.0);
@@ -222,11 +230,11 @@ fn fused_lstm_trains_at_one_hundred_thousand_steps_without_a_deep_stack() {
         let norms = sg.h_norms(layer).unwrap();
         assert_eq!(norms.len(), t);
         assert!(norms.iter().all(|v| v.is_finite()));
-        assert!(norms[0] < norms[t - 1], "layer {layer}: the gradient should fade with distance");
+        assert!(norms[0] < norms[t - 1], "{cell} layer {layer}: the gradient should fade with distance");
     }
     for var in varmap.all_vars() {
         let g = flat(grads.get(var.as_tensor()).expect("every weight gets a gradient"));
-        assert!(g.iter().all(|v| v.is_finite()) && g.iter().any(|v| *v != 0.0));
+        assert!(g.iter().all(|v| v.is_finite()) && g.iter().any(|v| *v != 0.0), "{cell}");
     }
 }
 
@@ -240,7 +248,7 @@ fn fused_lstm_trains_at_one_hundred_thousand_steps_without_a_deep_stack() {
 #[test]
 fn sequence_model_readouts_agree_on_both_paths() {
     use gradscope::models::{Family, InitScheme, ModelInput, SeqModelConfig};
-    for family in [Family::Rnn, Family::Lstm, Family::Gru] {
+    for family in [Family::Rnn, Family::Lstm, Family::Gru, Family::MinGru, Family::MinLstm] {
         for (layers, b, outputs) in [(1, 4, 2), (2, 4, 2), (1, 40, 20), (2, 40, 1)] {
             let cfg = SeqModelConfig {
                 family,
@@ -322,7 +330,7 @@ fn no_grad_forward_gives_the_same_outputs_and_keeps_no_graph() {
     }
     // The sequence model's fused readout keeps no graph either (its head weights are variables).
     use gradscope::models::{Family, InitScheme, ModelInput, SeqModelConfig};
-    for family in [Family::Rnn, Family::Lstm, Family::Gru] {
+    for family in [Family::Rnn, Family::Lstm, Family::Gru, Family::MinGru, Family::MinLstm] {
         let cfg = SeqModelConfig {
             family,
             nonlinearity: Nonlinearity::Tanh,

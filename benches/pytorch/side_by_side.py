@@ -39,7 +39,12 @@ RECURRENT = {
     "copy_t100_gru": ("copy", "gru", False),
     "copy_t100_rnn_tanh": ("copy", "rnn_tanh", False),
     "adding_t1000_lstm_forward": ("adding", "lstm", True),
+    "adding_t1000_mingru": ("adding", "mingru", False),
+    "adding_t1000_minlstm": ("adding", "minlstm", False),
 }
+# Cells PyTorch has no module for, written from their papers' equations in two forms: a loop over
+# time and the log-space parallel scan; the faster of the two is PyTorch's figure.
+MIN_CELLS = {"mingru": 2, "minlstm": 3}
 GPT = {
     # name: (n_layer, n_embd, n_head, context, batch, vocab)
     "gpt_ctx256": (4, 128, 4, 256, 32, 65),
@@ -51,6 +56,7 @@ TARGETS = {
     "adding_t1000_lstm": 2.0, "adding_t1000_gru": 3.0, "adding_t1000_rnn_tanh": 3.0,
     "copy_t100_lstm": 2.0, "copy_t100_gru": 3.0, "copy_t100_rnn_tanh": 3.0,
     "adding_t1000_lstm_forward": 1.5, "gpt_ctx256": 1.0, "gpt_nanogpt": 1.0,
+    "adding_t1000_mingru": 3.0, "adding_t1000_minlstm": 3.0,
 }
 B, H = 64, 128
 
@@ -59,7 +65,49 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def torch_workload(name):
+def min_cell(cell, features, form):
+    """minGRU / minLSTM (Feng et al. 2024) as in tests/fixtures/make_min_cells.py: a Linear map of
+    x_t to the gate blocks, then h_t = a_t * h_{t-1} + b_t from h_0 = 0, run as a Python loop over
+    time (`sequential`) or as the log-space parallel scan (`scan`). Returns (module, forward)."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    lin = nn.Linear(features, MIN_CELLS[cell] * H)
+
+    def log_g(v):
+        return torch.where(v >= 0, (F.relu(v) + 0.5).log(), -F.softplus(-v))
+
+    def g(v):
+        return torch.where(v >= 0, v + 0.5, torch.sigmoid(v))
+
+    def forward(x):
+        parts = lin(x).split(H, dim=-1)
+        if form == "sequential":
+            if cell == "mingru":
+                z = torch.sigmoid(parts[0])
+                a, b = 1 - z, z * g(parts[1])
+            else:
+                f, i = torch.sigmoid(parts[0]), torch.sigmoid(parts[1])
+                a, b = f / (f + i), i / (f + i) * g(parts[2])
+            h, outs = torch.zeros(x.shape[0], H), []
+            for t in range(x.shape[1]):
+                h = a[:, t] * h + b[:, t]
+                outs.append(h)
+            return torch.stack(outs, 1)
+        if cell == "mingru":
+            log_a, log_b = -F.softplus(parts[0]), -F.softplus(-parts[0]) + log_g(parts[1])
+        else:
+            log_f, log_i = -F.softplus(-parts[0]), -F.softplus(-parts[1])
+            log_a = -F.softplus(log_i - log_f)
+            log_b = -F.softplus(log_f - log_i) + log_g(parts[2])
+        a_star = log_a.cumsum(1)
+        return (a_star + (log_b - a_star).logcumsumexp(1)).exp()
+
+    return lin, forward
+
+
+def torch_workload(name, form="sequential"):
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -84,10 +132,16 @@ def torch_workload(name):
             x = F.one_hot(ids, features).float()
             y = torch.full((B, total), alphabet, dtype=torch.long)
             y[:, -k:] = symbols
-        rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn_tanh": nn.RNN}[cell]
-        rnn = rnn_cls(features, H, batch_first=True)
+        if cell in MIN_CELLS:
+            module, forward = min_cell(cell, features, form)
+
+            def rnn(inputs):
+                return forward(inputs), None
+        else:
+            rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn_tanh": nn.RNN}[cell]
+            module = rnn = rnn_cls(features, H, batch_first=True)
         head = nn.Linear(H, classes)
-        params = list(rnn.parameters()) + list(head.parameters())
+        params = list(module.parameters()) + list(head.parameters())
         opt = torch.optim.Adam(params, lr=1e-3)
 
         def step():
@@ -155,12 +209,13 @@ def torch_workload(name):
 
 def recurrent_flops(task, cell, forward_only):
     """GEMM FLOPs of one step: 2·m·n·k per product; the backward pass costs twice the forward."""
-    gates = {"lstm": 4, "gru": 3, "rnn_tanh": 1}[cell]
+    gates = {"lstm": 4, "gru": 3, "rnn_tanh": 1, **MIN_CELLS}[cell]
+    recurrent = 0 if cell in MIN_CELLS else H
     if task == "adding":
         t, features, out_steps, classes = 1000, 2, 1, 1
     else:
         t, features, out_steps, classes = 120, 10, 120, 9
-    forward = 2 * B * t * gates * H * (features + H) + 2 * B * out_steps * H * classes
+    forward = 2 * B * t * gates * H * (features + recurrent) + 2 * B * out_steps * H * classes
     return forward if forward_only else 3 * forward
 
 
@@ -178,18 +233,26 @@ def run_torch(name, steps, warmup, threads, flush_denormals=False):
         torch.set_num_threads(threads)
     if flush_denormals and not torch.set_flush_denormal(True):
         sys.exit("torch.set_flush_denormal(True) is not supported on this CPU")
-    step, flops = torch_workload(name)
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
+    cell = RECURRENT.get(name, (None, None))[1]
+    forms = ["sequential", "scan"] if cell in MIN_CELLS else ["sequential"]
+    timed = {}
+    for form in forms:
+        step, flops = torch_workload(name, form)
+        for _ in range(warmup):
+            step()
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        timed[form] = times
+    form = min(timed, key=lambda f: statistics.median(timed[f]))
+    times = timed[form]
     return {"workload": name, "median_s": statistics.median(times), "min_s": min(times),
             "steps": steps, "flops": flops, "peak_rss_mb": peak_rss_mb(),
             "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "flush_denormals": flush_denormals}
+            "flush_denormals": flush_denormals, "form": form,
+            "forms_median_s": {f: statistics.median(t) for f, t in timed.items()}}
 
 
 def torch_gemm_rate(threads, n=1024, reps=10):

@@ -17,10 +17,12 @@ pub const RECURRENT_BATCH: usize = 64;
 pub const RECURRENT_HIDDEN: usize = 128;
 
 /// The workloads, by the names the PyTorch script uses.
-pub const WORKLOADS: [&str; 9] = [
+pub const WORKLOADS: [&str; 11] = [
     "adding_t1000_lstm",
     "adding_t1000_gru",
     "adding_t1000_rnn_tanh",
+    "adding_t1000_mingru",
+    "adding_t1000_minlstm",
     "copy_t100_lstm",
     "copy_t100_gru",
     "copy_t100_rnn_tanh",
@@ -96,6 +98,12 @@ impl SpeedWorkload {
             "adding_t1000_rnn_tanh" => {
                 (Box::new(AddingTask::new(1000, AddingVariant::Standard)?), Family::Rnn, false)
             }
+            "adding_t1000_mingru" => {
+                (Box::new(AddingTask::new(1000, AddingVariant::Standard)?), Family::MinGru, false)
+            }
+            "adding_t1000_minlstm" => {
+                (Box::new(AddingTask::new(1000, AddingVariant::Standard)?), Family::MinLstm, false)
+            }
             "copy_t100_lstm" => (Box::new(CopyTask::new(100, 10, 8)?), Family::Lstm, false),
             "copy_t100_gru" => (Box::new(CopyTask::new(100, 10, 8)?), Family::Gru, false),
             "copy_t100_rnn_tanh" => (Box::new(CopyTask::new(100, 10, 8)?), Family::Rnn, false),
@@ -127,17 +135,16 @@ impl SpeedWorkload {
         let opt = Optimizer::from_varmap(OptimizerConfig::adam(), &varmap)?;
         let batch = task.batch(RECURRENT_BATCH, &mut StdRng::seed_from_u64(0), &device)?;
         // GEMM FLOPs (2·m·n·k per product); the backward pass costs twice the forward.
-        let gates = match family {
-            Family::Lstm => 4,
-            Family::Gru => 3,
-            _ => 1,
-        };
+        let cell = family.cell(Nonlinearity::Tanh).expect("a recurrent workload");
+        let (gates, recurrent) =
+            (cell.gates(), if cell.has_recurrent_weights() { RECURRENT_HIDDEN } else { 0 });
         let (features, out_steps) = match input {
             ModelInput::Real { features } => (features, 1),
             ModelInput::Tokens { vocab } => (vocab, spec.steps),
         };
         let (b, h, t) = (RECURRENT_BATCH, RECURRENT_HIDDEN, spec.steps);
-        let forward = 2 * b * t * gates * h * (features + h) + 2 * b * out_steps * h * spec.output_size;
+        let forward =
+            2 * b * t * gates * h * (features + recurrent) + 2 * b * out_steps * h * spec.output_size;
         let flops = if forward_only { forward } else { 3 * forward } as f64;
         Ok(Self {
             name: name.into(),

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct GradArgs {
-    /// Models to compare at a fresh seeded init, comma-separated (rnn, lstm, gru, gpt).
+    /// Models to compare at a fresh seeded init, comma-separated (rnn, lstm, gru, mingru, minlstm, gpt).
     #[arg(long, value_delimiter = ',')]
     pub model: Option<Vec<Family>>,
     /// Trained runs to probe (their config and model.safetensors); repeatable.

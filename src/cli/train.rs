@@ -56,7 +56,7 @@ pub struct TrainArgs {
     #[arg(long, help_heading = "Task")]
     pub tbptt: bool,
 
-    /// Model family: rnn | lstm | gru | gpt. [default: lstm]
+    /// Model family: rnn | lstm | gru | mingru | minlstm | gpt. [default: lstm]
     #[arg(long, help_heading = "Model")]
     pub model: Option<Family>,
     /// Vanilla RNN nonlinearity: tanh | relu | sigmoid | linear. [default: tanh]

@@ -4,7 +4,7 @@
 //! line in [`fused_cell`].
 
 use super::readout::{OuterGrad, Readout};
-use super::{gru, lstm, rnn, Dims, Grads};
+use super::{gru, lstm, mingru, minlstm, rnn, Dims, Grads};
 use crate::cell::CellKind;
 
 /// What a cell's forward keeps for backward beyond the op's result: its own buffers, in the order
@@ -81,5 +81,7 @@ pub(super) fn fused_cell(kind: CellKind) -> Box<dyn FusedCell> {
         CellKind::Rnn(act) => Box::new(rnn::Rnn(act)),
         CellKind::Lstm => Box::new(lstm::Lstm),
         CellKind::Gru => Box::new(gru::Gru),
+        CellKind::MinGru => Box::new(mingru::MinGru),
+        CellKind::MinLstm => Box::new(minlstm::MinLstm),
     }
 }

@@ -9,12 +9,14 @@ use super::gemm::{matmul, View, WEIGHT};
 use super::math::{all_finite, mad, simd_fn};
 use super::{unfilled, Dims};
 
-/// Column layout of the packed weight [W_ih | W_hh | b_ih | b_hh], shape (G·H, I + H + 2).
+/// Column layout of the packed weight [W_ih | W_hh | b_ih | b_hh], shape (G·H, I + H + 2), or,
+/// for a cell whose gates read only x_t, [W_ih | b_ih], shape (G·H, I + 1).
 #[derive(Clone, Copy, Debug)]
 pub struct Packed {
     /// G·H, the rows.
     pub gh: usize,
     pub i: usize,
+    /// The columns of W_hh: H, or 0 without recurrent weights.
     pub h: usize,
 }
 
@@ -23,9 +25,22 @@ impl Packed {
         Self { gh: gates * d.h, i: d.i, h: d.h }
     }
 
-    /// The row length I + H + 2.
+    /// The layout of a cell without W_hh and b_hh.
+    pub fn input_only(d: Dims, gates: usize) -> Self {
+        Self { gh: gates * d.h, i: d.i, h: 0 }
+    }
+
+    /// The row length: I + H + 2, or I + 1 without recurrent weights.
     pub fn ld(&self) -> usize {
-        self.i + self.h + 2
+        self.i + self.h + self.biases()
+    }
+
+    fn biases(&self) -> usize {
+        if self.h == 0 {
+            1
+        } else {
+            2
+        }
     }
 
     /// W_ih (G·H, I).
@@ -43,7 +58,7 @@ impl Packed {
         self.w_hh_rows(0, self.gh)
     }
 
-    /// Index of b_ih[row] (b_hh[row] is the next one).
+    /// Index of b_ih[row] (b_hh[row], where there is one, is the next).
     pub fn b_ih(&self, row: usize) -> usize {
         row * self.ld() + self.i + self.h
     }
@@ -276,6 +291,13 @@ pub fn previous_states<'a>(d: Dims, out: &'a [f32], h0: &'a [f32], step: usize) 
     match step {
         0 => (h0, View::dense(0, d.b, d.h)),
         _ => (out, View::rows((step - 1) * d.h, d.b, d.h, d.t * d.h)),
+    }
+}
+
+/// Writes ∂L/∂b_ih of a layout without b_hh into the packed gradient `dw`.
+pub fn set_input_bias_grad(dw: &mut [f32], p: Packed, db_ih: &[f32]) {
+    for (r, &g) in db_ih.iter().enumerate() {
+        dw[p.b_ih(r)] = g;
     }
 }
 

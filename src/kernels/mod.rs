@@ -10,6 +10,7 @@
 //! - `layer`: the packed weight layout and the input-side products every cell shares.
 //! - `cell`: what the op asks of a cell ([`cell::FusedCell`]), and where each is registered.
 //! - `rnn`, `lstm`, `gru`: each cell's forward loop and BPTT on f32 slices.
+//! - `input_gated`, `mingru`, `minlstm`: cells whose gates read only x_t; one row function each.
 //! - `op`: the `CustomOp3` glue, shape checks and the state-gradient slots.
 //! - `readout`: a linear readout fused into a layer's time loops.
 //! - `denormals`: subnormals flushed to zero while a recurrent shard runs (Intel's slow path).
@@ -21,11 +22,14 @@ mod cell;
 mod denormals;
 mod gemm;
 mod gru;
+mod input_gated;
 mod layer;
 mod layer_norm;
 mod linear;
 mod lstm;
 pub mod math;
+mod mingru;
+mod minlstm;
 mod op;
 mod readout;
 mod rnn;

@@ -60,7 +60,7 @@ struct FusedHead {
 
 /// Where the packed layer weight ends and a fused head's (O, H) weight and (O) bias begin.
 fn layer_weight_len(d: Dims, cell: CellKind) -> usize {
-    cell.gates() * d.h * (d.i + d.h + 2)
+    cell.gates() * d.h * cell.packed_columns(d.i, d.h)
 }
 
 /// The result's shape: (B, T, H), or (B·T + B, H) = [h_t; c_{T-1}] for LSTM.
@@ -350,16 +350,21 @@ fn deposit(slot: &Slot, v: Option<Vec<f32>>, Dims { b, t, h, .. }: Dims, dev: &D
 }
 
 /// The weight argument of [`fused_layer`]: [W_ih | W_hh | b_ih | b_hh], (G·H, I + H + 2), from
-/// PyTorch's layouts W_ih (G·H, I), W_hh (G·H, H), b_ih and b_hh (G·H,). Differentiable: the
-/// op's gradient flows back to the four parameters.
-pub fn pack_weights(w_ih: &Tensor, w_hh: &Tensor, b_ih: &Tensor, b_hh: &Tensor) -> Result<Tensor> {
-    Tensor::cat(&[w_ih, w_hh, &b_ih.unsqueeze(1)?, &b_hh.unsqueeze(1)?], 1)
+/// PyTorch's layouts W_ih (G·H, I), b_ih (G·H,) and `recurrent` = (W_hh (G·H, H), b_hh (G·H,));
+/// [W_ih | b_ih], (G·H, I + 1), for a cell without recurrent weights. Differentiable: the op's
+/// gradient flows back to the parameters.
+pub fn pack_weights(w_ih: &Tensor, b_ih: &Tensor, recurrent: Option<(&Tensor, &Tensor)>) -> Result<Tensor> {
+    match recurrent {
+        Some((w_hh, b_hh)) => Tensor::cat(&[w_ih, w_hh, &b_ih.unsqueeze(1)?, &b_hh.unsqueeze(1)?], 1),
+        None => Tensor::cat(&[w_ih, &b_ih.unsqueeze(1)?], 1),
+    }
 }
 
 /// One layer of `cell` over a whole sequence, as one autograd node.
 ///
 /// - `x` (B, T, I): the layer's input.
-/// - `weight` (G·H, I + H + 2): [W_ih | W_hh | b_ih | b_hh], see [`pack_weights`].
+/// - `weight` (G·H, I + H + 2): [W_ih | W_hh | b_ih | b_hh], or (G·H, I + 1) = [W_ih | b_ih] for
+///   a cell without recurrent weights; see [`pack_weights`].
 /// - `state`: h0 (B, H); for LSTM [h0; c0] (2, B, H).
 ///
 /// Returns the hidden states (B, T, H); for LSTM (B·T + B, H): the first B·T rows are h_t in
@@ -383,9 +388,10 @@ fn check(cell: CellKind, x: &Tensor, weight: &Tensor, state: &Tensor) -> Result<
     let (gh, cols) = weight.dims2()?;
     let g = cell.gates();
     let h = gh / g;
-    if gh % g != 0 || h == 0 || t == 0 || b == 0 || cols != i + h + 2 {
+    if gh % g != 0 || h == 0 || t == 0 || b == 0 || cols != cell.packed_columns(i, h) {
+        let cols = if cell.has_recurrent_weights() { "I + H + 2" } else { "I + 1" };
         bail!(
-            "fused {cell}: x {:?} and weight {:?} do not fit (B ≥ 1, T ≥ 1, I) and ({g}·H, I + H + 2)",
+            "fused {cell}: x {:?} and weight {:?} do not fit (B ≥ 1, T ≥ 1, I) and ({g}·H, {cols})",
             x.dims(),
             weight.dims()
         );

@@ -91,14 +91,14 @@ pub(super) struct FusedLayerOutput {
 
 /// One layer on the fused path; returns the outputs (B, T, H) and the final states, like `run_layer`.
 ///
-/// `w_ih_t` and `w_hh_t` are the transposed views (I, G·H) and (H, G·H) the autograd path uses;
-/// `b_ih`, `b_hh` (G·H,); `h0`/`c0` (B, H).
+/// `w_ih_t` (I, G·H) and, in `recurrent`, `w_hh_t` (H, G·H) are the transposed views the autograd
+/// path uses; `b_ih`, `b_hh` (G·H,); `h0`/`c0` (B, H).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run_fused(
     cell: CellKind,
     input: &Tensor,
-    (w_ih_t, w_hh_t): (&Tensor, &Tensor),
-    (b_ih, b_hh): (&Tensor, &Tensor),
+    (w_ih_t, b_ih): (&Tensor, &Tensor),
+    recurrent: Option<(&Tensor, &Tensor)>,
     h0: &Tensor,
     c0: Option<&Tensor>,
     slots: Option<&StateGradSlots>,
@@ -106,7 +106,9 @@ pub(super) fn run_fused(
 ) -> Result<FusedLayerOutput> {
     let (b, t, _) = input.dims3()?;
     // Back to PyTorch's layouts (contiguous: the views are transposes of them).
-    let weight = pack_weights(&w_ih_t.t()?, &w_hh_t.t()?, b_ih, b_hh)?; // (G·H, I + H + 2)
+    let w_hh = recurrent.map(|(w_hh_t, _)| w_hh_t.t()).transpose()?;
+    let recurrent = w_hh.as_ref().zip(recurrent.map(|(_, b_hh)| b_hh));
+    let weight = pack_weights(&w_ih_t.t()?, b_ih, recurrent)?; // (G·H, I + H + 2) or (G·H, I + 1)
     let state = match (cell.has_cell_state(), c0) {
         (true, Some(c0)) => Tensor::stack(&[h0, c0], 0)?, // (2, B, H)
         (true, None) => bail!("an {cell} layer needs an initial cell state"),

@@ -118,12 +118,16 @@ impl RecurrentConfig {
         let gain = self.init_gain.unwrap_or(self.init.default_gain());
         let mut rng = Initializer::new(seed);
         let mut out = Vec::with_capacity(4 * self.num_layers);
+        let recurrent = self.cell.has_recurrent_weights();
         for k in 0..self.num_layers {
             let n_in = self.layer_input_size(k);
+            // PyTorch's bound: nn.RNN/LSTM/GRU use 1/√H; the min cells are nn.Linear maps of x_t,
+            // whose default is 1/√fan_in.
+            let bound = 1.0 / (if recurrent { h } else { n_in } as f64).sqrt();
             // One (H, n) block per gate: fan-in/out and orthogonality are per gate, as in Keras.
             let block = |rng: &mut Initializer, n: usize, recurrent: bool| -> Vec<f32> {
                 match self.init {
-                    InitScheme::Pytorch => rng.uniform(h * n, 1.0 / (h as f64).sqrt()),
+                    InitScheme::Pytorch => rng.uniform(h * n, bound),
                     InitScheme::Xavier => rng.xavier(h, n, gain),
                     InitScheme::He => rng.he(h, n, gain),
                     InitScheme::Orthogonal if recurrent => rng.orthogonal(h, n, gain),
@@ -133,12 +137,18 @@ impl RecurrentConfig {
                 }
             };
             let w_ih: Vec<f32> = (0..g).flat_map(|_| block(&mut rng, n_in, false)).collect();
+            out.push((format!("weight_ih_l{k}"), Tensor::from_vec(w_ih, (g * h, n_in), device)?));
+            if !recurrent {
+                let b_ih = match self.init {
+                    InitScheme::Pytorch => rng.uniform(g * h, bound),
+                    _ => vec![0f32; g * h],
+                };
+                out.push((format!("bias_ih_l{k}"), Tensor::from_vec(b_ih, g * h, device)?));
+                continue;
+            }
             let w_hh: Vec<f32> = (0..g).flat_map(|_| block(&mut rng, h, true)).collect();
             let (mut b_ih, b_hh) = match self.init {
-                InitScheme::Pytorch => {
-                    let bound = 1.0 / (h as f64).sqrt();
-                    (rng.uniform(g * h, bound), rng.uniform(g * h, bound))
-                }
+                InitScheme::Pytorch => (rng.uniform(g * h, bound), rng.uniform(g * h, bound)),
                 _ => (vec![0f32; g * h], vec![0f32; g * h]),
             };
             let mut b_hh = b_hh;
@@ -147,7 +157,6 @@ impl RecurrentConfig {
                 b_ih[h..2 * h].iter_mut().for_each(|v| *v = fb as f32);
                 b_hh[h..2 * h].iter_mut().for_each(|v| *v = 0.0);
             }
-            out.push((format!("weight_ih_l{k}"), Tensor::from_vec(w_ih, (g * h, n_in), device)?));
             out.push((format!("weight_hh_l{k}"), Tensor::from_vec(w_hh, (g * h, h), device)?));
             out.push((format!("bias_ih_l{k}"), Tensor::from_vec(b_ih, g * h, device)?));
             out.push((format!("bias_hh_l{k}"), Tensor::from_vec(b_hh, g * h, device)?));
@@ -212,38 +221,34 @@ pub struct ForwardOptions {
     pub no_grad: bool,
 }
 
+struct LayerWeights {
+    /// (G·H, I_k)ᵀ = (I_k, G·H): a transposed view, so the GEMM reads PyTorch's layout directly.
+    w_ih_t: Tensor,
+    /// (G·H,)
+    b_ih: Tensor,
+    /// W_hhᵀ (H, G·H) and b_hh (G·H,), for a cell with recurrent weights.
+    recurrent: Option<(Tensor, Tensor)>,
+}
+
 impl LayerWeights {
     /// The same weights, cut from the graph (see [`ForwardOptions::no_grad`]).
     fn detached(&self) -> Self {
         let d = Tensor::detach;
-        Self { w_ih_t: d(&self.w_ih_t), w_hh_t: d(&self.w_hh_t), b_ih: d(&self.b_ih), b_hh: d(&self.b_hh) }
+        let recurrent = self.recurrent.as_ref().map(|(w, b)| (d(w), d(b)));
+        Self { w_ih_t: d(&self.w_ih_t), b_ih: d(&self.b_ih), recurrent }
     }
-}
 
-impl LayerWeights {
     /// The bias of the whole-sequence input projection: b_ih, plus b_hh where the cell folds it in.
     fn projection_bias(&self, cell: &dyn ReferenceCell) -> Result<Tensor> {
-        if cell.folds_recurrent_bias() {
-            &self.b_ih + &self.b_hh
-        } else {
-            Ok(self.b_ih.clone())
+        match &self.recurrent {
+            Some((_, b_hh)) if cell.folds_recurrent_bias() => &self.b_ih + b_hh,
+            _ => Ok(self.b_ih.clone()),
         }
     }
 
     fn step_weights(&self) -> StepWeights<'_> {
-        StepWeights { w_hh_t: &self.w_hh_t, b_hh: &self.b_hh }
+        StepWeights { recurrent: self.recurrent.as_ref().map(|(w, b)| (w, b)) }
     }
-}
-
-struct LayerWeights {
-    /// (G·H, I_k)ᵀ = (I_k, G·H): a transposed view, so the GEMM reads PyTorch's layout directly.
-    w_ih_t: Tensor,
-    /// (H, G·H)
-    w_hh_t: Tensor,
-    /// (G·H,)
-    b_ih: Tensor,
-    /// (G·H,)
-    b_hh: Tensor,
 }
 
 /// A stack of recurrent layers with PyTorch's equations, gate order and parameter names.
@@ -253,19 +258,23 @@ pub struct Recurrent {
 }
 
 impl Recurrent {
-    /// Reads `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}` from `vb`.
+    /// Reads `weight_ih_l{k}`, `bias_ih_l{k}` and, for cells with recurrent weights,
+    /// `weight_hh_l{k}`, `bias_hh_l{k}` from `vb`.
     pub fn new(config: &RecurrentConfig, vb: VarBuilder) -> Result<Self> {
         config.validate()?;
         let gh = config.cell.gates() * config.hidden_size;
         let layers = (0..config.num_layers)
             .map(|k| {
                 let n_in = config.layer_input_size(k);
-                Ok(LayerWeights {
-                    w_ih_t: vb.get((gh, n_in), &format!("weight_ih_l{k}"))?.t()?,
-                    w_hh_t: vb.get((gh, config.hidden_size), &format!("weight_hh_l{k}"))?.t()?,
-                    b_ih: vb.get(gh, &format!("bias_ih_l{k}"))?,
-                    b_hh: vb.get(gh, &format!("bias_hh_l{k}"))?,
-                })
+                let w_ih_t = vb.get((gh, n_in), &format!("weight_ih_l{k}"))?.t()?;
+                let recurrent = match config.cell.has_recurrent_weights() {
+                    true => Some((
+                        vb.get((gh, config.hidden_size), &format!("weight_hh_l{k}"))?.t()?,
+                        vb.get(gh, &format!("bias_hh_l{k}"))?,
+                    )),
+                    false => None,
+                };
+                Ok(LayerWeights { w_ih_t, b_ih: vb.get(gh, &format!("bias_ih_l{k}"))?, recurrent })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { config: config.clone(), layers })
@@ -421,8 +430,8 @@ impl Recurrent {
         slots: Option<&StateGradSlots>,
         head: Option<(&Tensor, &Tensor)>,
     ) -> Result<FusedLayerOutput> {
-        let weights = (&w.w_ih_t, &w.w_hh_t);
-        run_fused(self.config.cell, input, weights, (&w.b_ih, &w.b_hh), h0, c0, slots, head)
+        let recurrent = w.recurrent.as_ref().map(|(w, b)| (w, b));
+        run_fused(self.config.cell, input, (&w.w_ih_t, &w.b_ih), recurrent, h0, c0, slots, head)
     }
 
     /// One layer over the whole sequence with per-op autograd; returns (outputs (B, T, H),

@@ -15,7 +15,7 @@ use candle_core::{bail, DType, Device, Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
-/// The four model families gradscope compares.
+/// The model families gradscope compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
@@ -23,10 +23,13 @@ pub enum Family {
     Lstm,
     Gru,
     Gpt,
+    MinGru,
+    MinLstm,
 }
 
 impl Family {
-    pub const ALL: [Family; 4] = [Family::Rnn, Family::Lstm, Family::Gru, Family::Gpt];
+    pub const ALL: [Family; 6] =
+        [Family::Rnn, Family::Lstm, Family::Gru, Family::Gpt, Family::MinGru, Family::MinLstm];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -34,6 +37,21 @@ impl Family {
             Family::Lstm => "lstm",
             Family::Gru => "gru",
             Family::Gpt => "gpt",
+            Family::MinGru => "mingru",
+            Family::MinLstm => "minlstm",
+        }
+    }
+
+    /// The recurrent cell of a recurrent family (`nonlinearity` for the vanilla RNN); None for
+    /// the GPT.
+    pub fn cell(self, nonlinearity: Nonlinearity) -> Option<CellKind> {
+        match self {
+            Family::Rnn => Some(CellKind::Rnn(nonlinearity)),
+            Family::Lstm => Some(CellKind::Lstm),
+            Family::Gru => Some(CellKind::Gru),
+            Family::MinGru => Some(CellKind::MinGru),
+            Family::MinLstm => Some(CellKind::MinLstm),
+            Family::Gpt => None,
         }
     }
 }
@@ -51,7 +69,7 @@ impl std::str::FromStr for Family {
         Family::ALL
             .into_iter()
             .find(|f| f.name() == s || (s == "transformer" && *f == Family::Gpt))
-            .ok_or_else(|| format!("unknown model '{s}': expected rnn, lstm, gru or gpt"))
+            .ok_or_else(|| format!("unknown model '{s}': expected rnn, lstm, gru, mingru, minlstm or gpt"))
     }
 }
 
@@ -98,12 +116,7 @@ impl SeqModelConfig {
 
     /// The recurrent stack's config (None for the GPT).
     pub fn recurrent(&self) -> Option<RecurrentConfig> {
-        let cell = match self.family {
-            Family::Rnn => CellKind::Rnn(self.nonlinearity),
-            Family::Lstm => CellKind::Lstm,
-            Family::Gru => CellKind::Gru,
-            Family::Gpt => return None,
-        };
+        let cell = self.family.cell(self.nonlinearity)?;
         Some(RecurrentConfig {
             cell,
             input_size: self.input_width(),
@@ -134,12 +147,13 @@ impl SeqModelConfig {
     /// The number of parameters, from the config alone (in f64, so absurd sizes cannot overflow).
     pub fn parameter_estimate(&self) -> f64 {
         let (h, l) = (self.hidden as f64, self.layers as f64);
-        let (i, o) = (self.input_width() as f64, self.output_size as f64);
+        let o = self.output_size as f64;
         let readout = o * (h + 1.0);
         match self.recurrent() {
             Some(r) => {
                 let g = r.cell.gates() as f64;
-                g * h * (i + h + 2.0) + (l - 1.0).max(0.0) * g * h * (2.0 * h + 2.0) + readout
+                let cols = |n: usize| r.cell.packed_columns(n, self.hidden) as f64;
+                g * h * cols(self.input_width()) + (l - 1.0).max(0.0) * g * h * cols(self.hidden) + readout
             }
             None => {
                 let (vocab, proj) = match self.input {

@@ -24,7 +24,7 @@ impl Gru {
         state: &CellState,
         w: &StepWeights,
     ) -> Result<(CellState, [Tensor; 3])> {
-        let [r, z, n] = gru_gates(xw_t, &state.h, w.w_hh_t, w.b_hh)?;
+        let [r, z, n] = gru_gates(xw_t, &state.h, w.hh().0, w.hh().1)?;
         // (1 - z) n + z h  ==  n + z (h - n)
         let h = (&n + (&z * (&state.h - &n)?)?)?;
         Ok((CellState { h, c: None }, [r, z, n]))

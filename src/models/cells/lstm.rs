@@ -28,7 +28,7 @@ impl Lstm {
         c_tap: Option<&Tensor>,
     ) -> Result<(CellState, [Tensor; 4], Tensor)> {
         let c_prev = state.c.as_ref().expect("an lstm carries a cell state");
-        let [i, f, g, o] = lstm_gates(xw_t, &state.h, w.w_hh_t)?;
+        let [i, f, g, o] = lstm_gates(xw_t, &state.h, w.hh().0)?;
         let mut c = ((&f * c_prev)? + (&i * &g)?)?; // (B, H)
         if let Some(tap) = c_tap {
             c = (c + tap)?;

@@ -8,6 +8,8 @@
 
 mod gru;
 mod lstm;
+mod mingru;
+mod minlstm;
 mod rnn;
 
 use crate::cell::CellKind;
@@ -21,15 +23,20 @@ pub(crate) struct CellState {
 
 /// The recurrent side of a layer's weights, as a step reads them.
 pub(crate) struct StepWeights<'a> {
-    /// W_hhᵀ (H, G·H).
-    pub w_hh_t: &'a Tensor,
-    /// b_hh (G·H,).
-    pub b_hh: &'a Tensor,
+    /// W_hhᵀ (H, G·H) and b_hh (G·H,); None for a cell whose gates read only x_t.
+    pub recurrent: Option<(&'a Tensor, &'a Tensor)>,
+}
+
+impl<'a> StepWeights<'a> {
+    /// W_hhᵀ and b_hh, for the cells that have them (the stack reads them for those).
+    fn hh(&self) -> (&'a Tensor, &'a Tensor) {
+        self.recurrent.expect("a cell with recurrent weights was built without them")
+    }
 }
 
 /// What `Recurrent::saturation` measures at one step: the derivative of each of the cell's
-/// activations at its output (in [`ReferenceCell::saturation_names`] order), and the LSTM's
-/// forget gate.
+/// activations at its output (in [`ReferenceCell::saturation_names`] order), and the gate by
+/// which the state carries the gradient back (the LSTM's forget gate, the min cells' retention).
 pub(crate) struct StepActivations {
     pub derivatives: Vec<Tensor>,
     pub forget_gate: Option<Tensor>,
@@ -71,7 +78,15 @@ pub(crate) fn reference_cell(kind: CellKind) -> Box<dyn ReferenceCell> {
         CellKind::Rnn(act) => Box::new(rnn::Rnn(act)),
         CellKind::Lstm => Box::new(lstm::Lstm),
         CellKind::Gru => Box::new(gru::Gru),
+        CellKind::MinGru => Box::new(mingru::MinGru),
+        CellKind::MinLstm => Box::new(minlstm::MinLstm),
     }
+}
+
+/// The min cells' candidate state g(x) = x + 1/2 for x ≥ 0 and σ(x) below: positive, as the
+/// paper's log-space parallel form needs, and the same in the sequential form so the two agree.
+fn candidate(x: &Tensor) -> Result<Tensor> {
+    x.ge(0.0)?.where_cond(&(x + 0.5)?, &candle_nn::ops::sigmoid(x)?)
 }
 
 /// s·(1 − s): σ' at the output s = σ(x).

@@ -15,7 +15,7 @@ impl ReferenceCell for Rnn {
         w: &StepWeights,
         _: Option<&Tensor>,
     ) -> Result<CellState> {
-        let h = self.0.apply(&(xw_t + state.h.matmul(w.w_hh_t)?)?)?; // (B, H)
+        let h = self.0.apply(&(xw_t + state.h.matmul(w.hh().0)?)?)?; // (B, H)
         Ok(CellState { h, c: None })
     }
 

@@ -16,7 +16,8 @@ pub struct LayerSaturation {
     /// (gate, fraction of unit-steps whose derivative < 0.01), e.g. ("f", 0.02); for a vanilla
     /// RNN the gate is its nonlinearity; ReLU reports the dead fraction (derivative 0).
     pub saturated: Vec<(String, f64)>,
-    /// LSTM only: mean forget-gate activation over units, steps and sequences.
+    /// Mean over units, steps and sequences of the gate by which the state carries the gradient
+    /// back: the LSTM's forget gate f, minGRU's 1 − z, minLSTM's f / (f + i).
     pub mean_forget_gate: Option<f64>,
 }
 
