@@ -135,6 +135,7 @@ mod tests {
             init: InitScheme::Pytorch,
             init_gain: None,
             forget_bias: None,
+            lru: None,
         };
         cfg.init(&candle_nn::VarMap::new(), 3, &Device::Cpu).unwrap()
     }

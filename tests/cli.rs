@@ -162,6 +162,14 @@ fn bad_flags_name_the_flag_and_exit_2() {
         (&["--device", "tpu"], "invalid device 'tpu'"),
         (&["--on-nonfinite", "ignore"], "unknown --on-nonfinite"),
         (&["--max-seconds", "0"], "--max-seconds"),
+        (&["--model", "gru", "--state", "4"], "--state applies to --model lru only"),
+        (&["--model", "lstm", "--lru-r-min", "0.5"], "--lru-r-min applies to --model lru only"),
+        (&["--model", "lru", "--state", "0"], "--state must be ≥ 1"),
+        (&["--model", "lru", "--lru-r-min", "0.99", "--lru-r-max", "0.9"], "0 ≤ r-min ≤ r-max < 1"),
+        (&["--model", "lru", "--lru-r-max", "1"], "0 ≤ r-min ≤ r-max < 1"),
+        (&["--model", "lru", "--lru-r-min", "nan"], "0 ≤ r-min ≤ r-max < 1"),
+        (&["--model", "lru", "--lru-max-phase", "0"], "--lru-max-phase must be a finite number > 0"),
+        (&["--model", "lru", "--tbptt"], "--tbptt applies"),
     ];
     for (flags, needle) in cases {
         let mut args = vec!["train", "--out", out.to_str().unwrap()];
@@ -231,7 +239,15 @@ fn every_simd_tier_gives_the_same_gradients() {
     let run = |tier: Option<&str>| {
         let out = dir.join(tier.unwrap_or("native"));
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gradscope"));
-        cmd.args(["grad", "--model", "rnn,lstm,gru,mingru,minlstm,gpt", "--layers", "2", "--hidden", "24"]);
+        cmd.args([
+            "grad",
+            "--model",
+            "rnn,lstm,gru,mingru,minlstm,lru,gpt",
+            "--layers",
+            "2",
+            "--hidden",
+            "24",
+        ]);
         cmd.args(["--seq-len", "40", "--batch", "4", "--out", out.to_str().unwrap()]);
         match tier {
             Some(t) => cmd.env("GRADSCOPE_SIMD", t),

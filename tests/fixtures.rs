@@ -18,8 +18,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use gradscope::checkpoint::{load, Loaded};
 use gradscope::models::{
-    register, CellKind, ForwardOptions, Gpt, GptConfig, Recurrent, RecurrentBackend, RecurrentConfig,
-    RecurrentState,
+    register, CellKind, ForwardOptions, Gpt, GptConfig, Lru, LruConfig, Recurrent, RecurrentBackend,
+    RecurrentConfig, RecurrentState,
 };
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -216,11 +216,55 @@ fn check_gpt(file: &Loaded, backend: RecurrentBackend) -> Vec<String> {
     ck.finish().into_iter().map(|f| format!("[{backend}] {f}")).collect()
 }
 
+/// The LRU stack (tests/fixtures/make_lru.py): outputs, every gradient and ∂L2/∂s_t of the last
+/// block's complex state, as [re | im].
+fn check_lru(file: &Loaded, backend: RecurrentBackend) -> Vec<String> {
+    let mut ck = Checker::new(file);
+    let meta = |key: &str| file.metadata[key].parse::<usize>().unwrap();
+    let input = var(&ck.input("input"));
+    let (_, t, i) = input.dims3().unwrap();
+    let mut cfg = LruConfig::new(i, meta("hidden_size"));
+    (cfg.state_size, cfg.num_layers) = (meta("state_size"), meta("num_layers"));
+    let names: Vec<String> =
+        file.tensors.keys().filter(|k| *k != "input" && ck.has(&format!("grad.{k}"))).cloned().collect();
+    let params: Vec<(String, Tensor)> = names.iter().map(|n| (n.clone(), ck.input(n))).collect();
+    let varmap = VarMap::new();
+    let model = Lru::new(&cfg, register(&varmap, "", params, &Device::Cpu).unwrap()).unwrap();
+
+    let opts = ForwardOptions { backend, ..Default::default() };
+    let out = model.forward_with(input.as_tensor(), &opts).unwrap();
+    ck.compare("output", &out.output);
+    let loss1 = (&out.output * ck.input("proj")).unwrap().sum_all().unwrap();
+    ck.compare("loss1", &loss1.reshape(1).unwrap());
+    let grads = loss1.backward().unwrap();
+    let data = varmap.data().lock().unwrap();
+    let leaves = std::iter::once(("input".to_string(), input.as_tensor().clone()))
+        .chain(names.iter().map(|n| (n.clone(), data[n].as_tensor().clone())));
+    for (name, leaf) in leaves {
+        match grads.get(&leaf) {
+            Some(g) => ck.compare(&format!("grad.{name}"), g),
+            None => ck.failures.push(format!("grad.{name}: autograd produced no gradient")),
+        }
+    }
+
+    let opts = ForwardOptions { record_state_grads: true, backend, ..Default::default() };
+    let out = model.forward_with(input.as_tensor(), &opts).unwrap();
+    let last = out.output.narrow(1, t - 1, 1).unwrap().squeeze(1).unwrap(); // (B, H)
+    let loss2 = (last * ck.input("proj_last")).unwrap().sum_all().unwrap();
+    ck.compare("loss2", &loss2.reshape(1).unwrap());
+    let state_grads = out.taps.unwrap().grads(&loss2.backward().unwrap()).unwrap();
+    let l = cfg.num_layers;
+    ck.compare("dL2_ds", &state_grads.h[l - 1]);
+    ck.compare("dL2_ds_norm", &Tensor::new(state_grads.h_norms(l - 1).unwrap(), &Device::Cpu).unwrap());
+    ck.finish().into_iter().map(|f| format!("[{backend}] {f}")).collect()
+}
+
 fn check_file(path: &Path) -> Vec<String> {
     let file = load(path, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
     let kind = file.metadata.get("kind").cloned().expect("fixture metadata has no 'kind'");
     match kind.as_str() {
         "gpt" => BACKENDS.into_iter().flat_map(|backend| check_gpt(&file, backend)).collect(),
+        "lru" => BACKENDS.into_iter().flat_map(|backend| check_lru(&file, backend)).collect(),
         _ => BACKENDS.into_iter().flat_map(|backend| check_recurrent(&file, &kind, backend)).collect(),
     }
 }

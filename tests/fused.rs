@@ -263,6 +263,7 @@ fn sequence_model_readouts_agree_on_both_paths() {
                 init: InitScheme::Pytorch,
                 init_gain: None,
                 forget_bias: None,
+                lru: None,
             };
             let t = 9;
             let x = randn(&[b, t, 3], 1, 1.0);
@@ -344,6 +345,7 @@ fn no_grad_forward_gives_the_same_outputs_and_keeps_no_graph() {
             init: InitScheme::Pytorch,
             init_gain: None,
             forget_bias: None,
+            lru: None,
         };
         let model = cfg.init(&VarMap::new(), 3, &Device::Cpu).unwrap();
         let x = randn(&[9, 11, 3], 1, 1.0);

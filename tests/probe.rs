@@ -2,7 +2,7 @@
 
 use candle_core::Device;
 use candle_nn::VarMap;
-use gradscope::models::{Family, InitScheme, Nonlinearity};
+use gradscope::models::{Family, InitScheme, Nonlinearity, RecurrentBackend};
 use gradscope::probe::{measure, LossKind, Probe};
 use gradscope::train::{eval_set, TaskName, TrainConfig};
 use gradscope::util::with_deep_stack;
@@ -42,6 +42,36 @@ fn linear_rnn_decays_exactly_as_a_to_the_distance() {
         assert!(!c.metrics.exploding);
         // And point by point where float32 still resolves it.
         for d in [1usize, 5, 10] {
+            let ratio = c.mean[d] / c.mean[0];
+            assert!((ratio / a.powi(d as i32) - 1.0).abs() < 1e-3, "a = {a}, d = {d}: ratio {ratio}");
+        }
+    }
+}
+
+/// An LRU whose |λ| are all a (`--lru-r-min a --lru-r-max a`) loses the gradient of its state
+/// as a^d: ∂L/∂s_t = conj(λ)^(T−1−t) ∂L/∂s_{T−1} channel by channel, on both paths.
+#[test]
+fn lru_with_one_modulus_decays_as_a_to_the_distance() {
+    for (a, backend) in [(0.95, RecurrentBackend::Auto), (0.8, RecurrentBackend::Autograd)] {
+        let cfg = TrainConfig {
+            task: TaskName::Adding,
+            seq_len: 150,
+            model: Family::Lru,
+            hidden: 16,
+            state: Some(8),
+            lru_r_min: Some(a),
+            lru_r_max: Some(a),
+            backend,
+            ..TrainConfig::default()
+        };
+        cfg.validate().unwrap();
+        let p = probe(cfg, LossKind::Last);
+        let c = &p.curves[0];
+        assert_eq!(c.state, "s");
+        let e_fold = c.metrics.e_folding.expect("a decaying curve");
+        let want = -1.0 / a.ln();
+        assert!((e_fold - want).abs() / want < 0.02, "a = {a}: e-folding {e_fold}, expected {want}");
+        for d in [1usize, 10, 40] {
             let ratio = c.mean[d] / c.mean[0];
             assert!((ratio / a.powi(d as i32) - 1.0).abs() < 1e-3, "a = {a}, d = {d}: ratio {ratio}");
         }

@@ -3,7 +3,8 @@
 //! side-by-side script (`benches/pytorch/side_by_side.py`) all run these, so their numbers compare.
 
 use crate::models::{
-    Family, ForwardOptions, InitScheme, ModelInput, Nonlinearity, RecurrentBackend, SeqModel, SeqModelConfig,
+    Family, ForwardOptions, InitScheme, LruConfig, ModelInput, Nonlinearity, RecurrentBackend, SeqModel,
+    SeqModelConfig,
 };
 use crate::tasks::{AddingTask, AddingVariant, Batch, CopyTask, InputKind, Task};
 use crate::train::{Optimizer, OptimizerConfig};
@@ -17,12 +18,13 @@ pub const RECURRENT_BATCH: usize = 64;
 pub const RECURRENT_HIDDEN: usize = 128;
 
 /// The workloads, by the names the PyTorch script uses.
-pub const WORKLOADS: [&str; 11] = [
+pub const WORKLOADS: [&str; 12] = [
     "adding_t1000_lstm",
     "adding_t1000_gru",
     "adding_t1000_rnn_tanh",
     "adding_t1000_mingru",
     "adding_t1000_minlstm",
+    "adding_t1000_lru",
     "copy_t100_lstm",
     "copy_t100_gru",
     "copy_t100_rnn_tanh",
@@ -75,6 +77,7 @@ impl SpeedWorkload {
                 init: InitScheme::Pytorch,
                 init_gain: None,
                 forget_bias: None,
+                lru: None,
             };
             let model = cfg.init(&varmap, 0, &device)?;
             let opt = Optimizer::from_varmap(OptimizerConfig::adamw(), &varmap)?;
@@ -104,6 +107,9 @@ impl SpeedWorkload {
             "adding_t1000_minlstm" => {
                 (Box::new(AddingTask::new(1000, AddingVariant::Standard)?), Family::MinLstm, false)
             }
+            "adding_t1000_lru" => {
+                (Box::new(AddingTask::new(1000, AddingVariant::Standard)?), Family::Lru, false)
+            }
             "copy_t100_lstm" => (Box::new(CopyTask::new(100, 10, 8)?), Family::Lstm, false),
             "copy_t100_gru" => (Box::new(CopyTask::new(100, 10, 8)?), Family::Gru, false),
             "copy_t100_rnn_tanh" => (Box::new(CopyTask::new(100, 10, 8)?), Family::Rnn, false),
@@ -130,21 +136,27 @@ impl SpeedWorkload {
             init: InitScheme::Pytorch,
             init_gain: None,
             forget_bias: None,
+            lru: None,
+        };
+        let (features, out_steps) = match input {
+            ModelInput::Real { features } => (features, 1),
+            ModelInput::Tokens { vocab } => (vocab, spec.steps),
+        };
+        let cfg = SeqModelConfig {
+            lru: (family == Family::Lru).then(|| LruConfig::new(features, RECURRENT_HIDDEN)),
+            ..cfg
         };
         let model = cfg.init(&varmap, 0, &device)?;
         let opt = Optimizer::from_varmap(OptimizerConfig::adam(), &varmap)?;
         let batch = task.batch(RECURRENT_BATCH, &mut StdRng::seed_from_u64(0), &device)?;
         // GEMM FLOPs (2·m·n·k per product); the backward pass costs twice the forward.
-        let cell = family.cell(Nonlinearity::Tanh).expect("a recurrent workload");
-        let (gates, recurrent) =
-            (cell.gates(), if cell.has_recurrent_weights() { RECURRENT_HIDDEN } else { 0 });
-        let (features, out_steps) = match input {
-            ModelInput::Real { features } => (features, 1),
-            ModelInput::Tokens { vocab } => (vocab, spec.steps),
-        };
         let (b, h, t) = (RECURRENT_BATCH, RECURRENT_HIDDEN, spec.steps);
-        let forward =
-            2 * b * t * gates * h * (features + recurrent) + 2 * b * out_steps * h * spec.output_size;
+        let per_row = match family.cell(Nonlinearity::Tanh) {
+            Some(cell) => cell.gates() * h * (features + if cell.has_recurrent_weights() { h } else { 0 }),
+            // The LRU (N = H): encoder, B and C (real and imaginary), the GLU's two maps.
+            None => features * h + 4 * h * h + 2 * h * h,
+        };
+        let forward = 2 * b * t * per_row + 2 * b * out_steps * h * spec.output_size;
         let flops = if forward_only { forward } else { 3 * forward } as f64;
         Ok(Self {
             name: name.into(),

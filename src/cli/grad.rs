@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct GradArgs {
-    /// Models to compare at a fresh seeded init, comma-separated (rnn, lstm, gru, mingru, minlstm, gpt).
+    /// Models to compare at a fresh seeded init, comma-separated (rnn, lstm, gru, mingru, minlstm, lru, gpt).
     #[arg(long, value_delimiter = ',')]
     pub model: Option<Vec<Family>>,
     /// Trained runs to probe (their config and model.safetensors); repeatable.
@@ -60,6 +60,18 @@ pub struct GradArgs {
     /// LSTM forget-gate bias (applies to lstm only in a comparison).
     #[arg(long, allow_negative_numbers = true)]
     pub forget_bias: Option<f64>,
+    /// LRU: complex state channels N (default: --hidden; lru only in a comparison).
+    #[arg(long)]
+    pub state: Option<usize>,
+    /// LRU: smallest |λ| at initialisation (default 0.9).
+    #[arg(long)]
+    pub lru_r_min: Option<f64>,
+    /// LRU: largest |λ| at initialisation (default 0.999).
+    #[arg(long)]
+    pub lru_r_max: Option<f64>,
+    /// LRU: initial phases are uniform on [0, this] (default 2π).
+    #[arg(long)]
+    pub lru_max_phase: Option<f64>,
     #[arg(long)]
     pub seed: Option<u64>,
     /// cpu | cuda | cuda:N | metal.
@@ -118,6 +130,10 @@ pub fn run(args: GradArgs) -> Result<()> {
     for family in families {
         let mut cfg = args.apply(TrainConfig { model: family, ..TrainConfig::default() });
         cfg.forget_bias = if family == Family::Lstm { args.forget_bias } else { None };
+        if family == Family::Lru {
+            (cfg.state, cfg.lru_r_min, cfg.lru_r_max) = (args.state, args.lru_r_min, args.lru_r_max);
+            cfg.lru_max_phase = args.lru_max_phase;
+        }
         let name = match family {
             Family::Rnn => format!("rnn-{}", cfg.nonlinearity.name()),
             f => f.to_string(),

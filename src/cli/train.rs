@@ -56,7 +56,7 @@ pub struct TrainArgs {
     #[arg(long, help_heading = "Task")]
     pub tbptt: bool,
 
-    /// Model family: rnn | lstm | gru | mingru | minlstm | gpt. [default: lstm]
+    /// Model family: rnn | lstm | gru | mingru | minlstm | lru | gpt. [default: lstm]
     #[arg(long, help_heading = "Model")]
     pub model: Option<Family>,
     /// Vanilla RNN nonlinearity: tanh | relu | sigmoid | linear. [default: tanh]
@@ -86,6 +86,18 @@ pub struct TrainArgs {
     /// LSTM forget-gate bias (e.g. 1.0).
     #[arg(long, help_heading = "Model", allow_negative_numbers = true)]
     pub forget_bias: Option<f64>,
+    /// LRU: complex state channels N. [default: --hidden]
+    #[arg(long, help_heading = "Model")]
+    pub state: Option<usize>,
+    /// LRU: smallest |λ| at initialisation, in [0, 1). [default: 0.9]
+    #[arg(long, help_heading = "Model")]
+    pub lru_r_min: Option<f64>,
+    /// LRU: largest |λ| at initialisation, in [r-min, 1). [default: 0.999]
+    #[arg(long, help_heading = "Model")]
+    pub lru_r_max: Option<f64>,
+    /// LRU: initial phases are uniform on [0, this]. [default: 2π]
+    #[arg(long, help_heading = "Model")]
+    pub lru_max_phase: Option<f64>,
 
     /// Sequences per batch. [default: 64]
     #[arg(long, help_heading = "Optimisation")]
@@ -176,7 +188,7 @@ impl TrainArgs {
             task, seq_len, copy_len, alphabet, adding_variant, model, nonlinearity, hidden, layers, heads,
             dropout, init, batch, steps, optimizer, lr, momentum, schedule, warmup,
             eval_every, eval_size, seed, device, on_nonfinite, backend;
-            context, init_gain, forget_bias, min_lr, clip, clip_value, weight_decay, probe_every, corpus, vocab_size, tokenizer, beta2);
+            context, init_gain, forget_bias, state, lru_r_min, lru_r_max, lru_max_phase, min_lr, clip, clip_value, weight_decay, probe_every, corpus, vocab_size, tokenizer, beta2);
         cfg.nesterov |= a.nesterov;
         cfg.tbptt |= a.tbptt;
         cfg.stop_when_solved |= a.stop_when_solved;

@@ -12,6 +12,7 @@
 //! - `rnn`, `lstm`, `gru`: each cell's forward loop and BPTT on f32 slices.
 //! - `input_gated`, `mingru`, `minlstm`: cells whose gates read only x_t; one row function each.
 //! - `op`: the `CustomOp3` glue, shape checks and the state-gradient slots.
+//! - `lru`: the LRU's diagonal complex recurrence, forward and BPTT.
 //! - `readout`: a linear readout fused into a layer's time loops.
 //! - `denormals`: subnormals flushed to zero while a recurrent shard runs (Intel's slow path).
 //! - `layer_norm`, `linear`, `attention`: the GPT's ops, each forward + backward on f32 slices.
@@ -26,6 +27,7 @@ mod input_gated;
 mod layer;
 mod layer_norm;
 mod linear;
+mod lru;
 mod lstm;
 pub mod math;
 mod mingru;
@@ -41,6 +43,7 @@ pub use block::gpt_block;
 pub use denormals::flushing as flushes_denormals;
 pub use layer_norm::layer_norm;
 pub use linear::{linear, Activation};
+pub use lru::lru_recurrence;
 pub use op::{fused_layer, fused_layer_with_head, pack_weights, Slot, StateGradSlots};
 
 /// A zeroed buffer, written by rayon's pool: `vec![0.0; len]` would zero the GPT's (B, nh, T, T)

@@ -13,6 +13,7 @@ mod cache;
 pub use cache::KvCache;
 
 use super::init::Initializer;
+use super::norm::LayerNorm;
 use super::taps::{LayerTap, StateTaps};
 use crate::kernels::{self, Activation};
 use crate::util::dropout;
@@ -123,38 +124,6 @@ impl GptConfig {
     pub fn init(&self, varmap: &VarMap, prefix: &str, seed: u64, device: &Device) -> Result<Gpt> {
         let vb = super::register(varmap, prefix, self.init_tensors(seed, device)?, device)?;
         Gpt::new(self, vb)
-    }
-}
-
-/// LayerNorm over the last dim with biased variance, written with differentiable ops.
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f64,
-}
-
-impl LayerNorm {
-    fn new(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { weight: vb.get(size, "weight")?, bias: vb.get(size, "bias")?, eps })
-    }
-}
-
-impl LayerNorm {
-    fn apply(&self, x: &Tensor, fused: bool) -> Result<Tensor> {
-        if fused {
-            kernels::layer_norm(x, &self.weight, &self.bias, self.eps)
-        } else {
-            self.forward(x)
-        }
-    }
-}
-
-impl Module for LayerNorm {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
-        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
     }
 }
 

@@ -5,6 +5,8 @@ mod backend;
 mod cells;
 mod gpt;
 pub mod init;
+mod lru;
+mod norm;
 mod recurrent;
 mod seq;
 mod taps;
@@ -13,6 +15,7 @@ pub use crate::cell::{CellKind, Nonlinearity};
 pub use backend::RecurrentBackend;
 pub use gpt::{cross_entropy, Gpt, GptConfig, GptOutput, KvCache};
 pub use init::{InitScheme, Initializer};
+pub use lru::{Lru, LruConfig, LruOutput};
 pub use recurrent::{
     zero_state, ForwardOptions, LayerSaturation, Recurrent, RecurrentConfig, RecurrentOutput, RecurrentState,
     SATURATION_DERIVATIVE,

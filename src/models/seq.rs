@@ -7,8 +7,8 @@
 
 use super::register;
 use super::{
-    ForwardOptions, Gpt, GptConfig, InitScheme, Initializer, Nonlinearity, Recurrent, RecurrentConfig,
-    RecurrentState, StateTaps,
+    ForwardOptions, Gpt, GptConfig, InitScheme, Initializer, Lru, LruConfig, Nonlinearity, Recurrent,
+    RecurrentConfig, RecurrentState, StateTaps,
 };
 use crate::cell::CellKind;
 use candle_core::{bail, DType, Device, Module, Result, Tensor};
@@ -25,11 +25,12 @@ pub enum Family {
     Gpt,
     MinGru,
     MinLstm,
+    Lru,
 }
 
 impl Family {
-    pub const ALL: [Family; 6] =
-        [Family::Rnn, Family::Lstm, Family::Gru, Family::Gpt, Family::MinGru, Family::MinLstm];
+    pub const ALL: [Family; 7] =
+        [Family::Rnn, Family::Lstm, Family::Gru, Family::Gpt, Family::MinGru, Family::MinLstm, Family::Lru];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -39,11 +40,12 @@ impl Family {
             Family::Gpt => "gpt",
             Family::MinGru => "mingru",
             Family::MinLstm => "minlstm",
+            Family::Lru => "lru",
         }
     }
 
-    /// The recurrent cell of a recurrent family (`nonlinearity` for the vanilla RNN); None for
-    /// the GPT.
+    /// The recurrent cell of a family built on the recurrent stack (`nonlinearity` for the
+    /// vanilla RNN); None for the GPT and the LRU, which have their own modules.
     pub fn cell(self, nonlinearity: Nonlinearity) -> Option<CellKind> {
         match self {
             Family::Rnn => Some(CellKind::Rnn(nonlinearity)),
@@ -51,7 +53,7 @@ impl Family {
             Family::Gru => Some(CellKind::Gru),
             Family::MinGru => Some(CellKind::MinGru),
             Family::MinLstm => Some(CellKind::MinLstm),
-            Family::Gpt => None,
+            Family::Gpt | Family::Lru => None,
         }
     }
 }
@@ -69,7 +71,9 @@ impl std::str::FromStr for Family {
         Family::ALL
             .into_iter()
             .find(|f| f.name() == s || (s == "transformer" && *f == Family::Gpt))
-            .ok_or_else(|| format!("unknown model '{s}': expected rnn, lstm, gru, mingru, minlstm or gpt"))
+            .ok_or_else(|| {
+                format!("unknown model '{s}': expected rnn, lstm, gru, mingru, minlstm, lru or gpt")
+            })
     }
 }
 
@@ -104,6 +108,9 @@ pub struct SeqModelConfig {
     pub init_gain: Option<f64>,
     /// LSTM only.
     pub forget_bias: Option<f64>,
+    /// LRU only: the stack's resolved configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lru: Option<LruConfig>,
 }
 
 impl SeqModelConfig {
@@ -149,6 +156,12 @@ impl SeqModelConfig {
         let (h, l) = (self.hidden as f64, self.layers as f64);
         let o = self.output_size as f64;
         let readout = o * (h + 1.0);
+        if let Some(lru) = &self.lru {
+            let n = lru.state_size as f64;
+            // encoder; per block: norm, ν θ γ, B and C (re and im), D, the GLU's two maps.
+            let block = 2.0 * h + 3.0 * n + 4.0 * n * h + h + 2.0 * (h * h + h);
+            return (self.input_width() as f64 + 1.0) * h + l * block + readout;
+        }
         match self.recurrent() {
             Some(r) => {
                 let g = r.cell.gates() as f64;
@@ -191,10 +204,11 @@ impl SeqModelConfig {
                 self.output_size
             );
         }
-        match (self.recurrent(), self.gpt()) {
-            (Some(r), _) => r.validate(),
-            (_, Some(g)) => g.validate(),
-            _ => unreachable!("every family is recurrent or a GPT"),
+        match (self.recurrent(), self.gpt(), &self.lru) {
+            (Some(r), _, _) => r.validate(),
+            (_, Some(g), _) => g.validate(),
+            (_, _, Some(lru)) if self.family == Family::Lru => lru.validate(),
+            _ => bail!("the {} model's configuration is incomplete", self.family),
         }
     }
 
@@ -207,8 +221,14 @@ impl SeqModelConfig {
         // Sub-seeds keep the backbone's draw independent of the readout's size.
         let mut out = Vec::new();
         let mut rng = Initializer::new(seed ^ 0x005E_ED0F_4EAD);
-        if let Some(r) = self.recurrent() {
-            out.extend(nest("rnn", r.init_tensors(seed, device)?));
+        let lru = self.lru.as_ref().filter(|_| self.family == Family::Lru);
+        if let Some(lru) = lru {
+            out.extend(nest("lru", lru.init_tensors(seed, device)?));
+        }
+        if self.recurrent().is_some() || lru.is_some() {
+            if let Some(r) = self.recurrent() {
+                out.extend(nest("rnn", r.init_tensors(seed, device)?));
+            }
             // torch.nn.Linear's default: weight and bias ~ U(±1/√fan_in).
             let bound = 1.0 / (self.hidden as f64).sqrt();
             let w = rng.uniform(self.output_size * self.hidden, bound);
@@ -238,6 +258,7 @@ impl SeqModelConfig {
 
 enum Body {
     Recurrent { rnn: Recurrent, head: Linear },
+    Lru { lru: Lru, head: Linear },
     Gpt { gpt: Gpt, input_proj: Option<Linear> },
 }
 
@@ -260,7 +281,13 @@ pub struct SeqModel {
 impl SeqModel {
     pub fn new(config: &SeqModelConfig, vb: VarBuilder) -> Result<Self> {
         config.validate()?;
-        let body = if let Some(r) = config.recurrent() {
+        let lru = config.lru.as_ref().filter(|_| config.family == Family::Lru);
+        let body = if let Some(lru) = lru {
+            Body::Lru {
+                lru: Lru::new(lru, vb.pp("lru"))?,
+                head: linear(config.hidden, config.output_size, vb.pp("head"))?,
+            }
+        } else if let Some(r) = config.recurrent() {
             Body::Recurrent {
                 rnn: Recurrent::new(&r, vb.pp("rnn"))?,
                 head: linear(config.hidden, config.output_size, vb.pp("head"))?,
@@ -284,7 +311,17 @@ impl SeqModel {
     pub fn recurrent(&self) -> Option<&Recurrent> {
         match &self.body {
             Body::Recurrent { rnn, .. } => Some(rnn),
-            Body::Gpt { .. } => None,
+            Body::Gpt { .. } | Body::Lru { .. } => None,
+        }
+    }
+
+    /// What the state taps record, for labels: `h` (recurrent stack), `s` (the LRU's complex
+    /// state) or `resid` (the GPT's residual stream).
+    pub fn state_name(&self) -> &'static str {
+        match &self.body {
+            Body::Recurrent { .. } => "h",
+            Body::Lru { .. } => "s",
+            Body::Gpt { .. } => "resid",
         }
     }
 
@@ -301,7 +338,7 @@ impl SeqModel {
     pub fn saturation(&self, inputs: &Tensor) -> Result<Option<Vec<super::LayerSaturation>>> {
         match &self.body {
             Body::Recurrent { rnn, .. } => Ok(Some(rnn.saturation(&self.recurrent_input(inputs)?)?)),
-            Body::Gpt { .. } => Ok(None),
+            Body::Gpt { .. } | Body::Lru { .. } => Ok(None),
         }
     }
 
@@ -339,6 +376,10 @@ impl SeqModel {
                     None => head.forward(&out.output)?,
                 };
                 Ok(SeqOutput { outputs, state: Some(out.state), taps: out.taps })
+            }
+            (Body::Lru { lru, head }, _) => {
+                let out = lru.forward_with(&self.recurrent_input(inputs)?, opts)?;
+                Ok(SeqOutput { outputs: head.forward(&out.output)?, state: None, taps: out.taps })
             }
             (Body::Gpt { gpt, input_proj }, _) => {
                 let out = match input_proj {

@@ -45,7 +45,8 @@ pub struct Curve {
     pub model: String,
     /// 0 = the layer nearest the input (GPT: the block index).
     pub layer: usize,
-    /// `h`, `c` (LSTM cell state) or `resid` (GPT residual stream after the block).
+    /// `h`, `c` (LSTM cell state), `s` (the LRU's complex state, its norm over real and
+    /// imaginary parts) or `resid` (GPT residual stream after the block).
     pub state: String,
     /// d = t_loss − t, ascending from 0.
     pub distance: Vec<usize>,
@@ -149,10 +150,9 @@ pub fn measure(
     let taps = out.taps.expect("taps were requested");
     let state_grads = taps.grads(&grads)?;
     let t_loss = out.outputs.dim(1)? - 1;
-    let gpt = model.recurrent().is_none();
     let mut curves = Vec::new();
     for (layer, g) in state_grads.h.iter().enumerate() {
-        curves.push(curve_from_grad(name, layer, if gpt { "resid" } else { "h" }, g, t_loss)?);
+        curves.push(curve_from_grad(name, layer, model.state_name(), g, t_loss)?);
     }
     if let Some(cs) = &state_grads.c {
         for (layer, g) in cs.iter().enumerate() {

@@ -4,7 +4,9 @@
 //! name the flag and the saved `config.toml` of a run can be passed back with `--config`.
 
 use super::{LrSchedule, OptimizerConfig, ScheduleKind};
-use crate::models::{Family, InitScheme, ModelInput, Nonlinearity, RecurrentBackend, SeqModelConfig};
+use crate::models::{
+    Family, InitScheme, LruConfig, ModelInput, Nonlinearity, RecurrentBackend, SeqModelConfig,
+};
 use crate::tasks::{AddingTask, AddingVariant, CopyTask, InputKind, Task, TaskSpec, TextTask};
 use crate::text::{load_corpus, TextTokenizer};
 use crate::util::candle_message;
@@ -122,6 +124,13 @@ pub struct TrainConfig {
     pub init: InitScheme,
     pub init_gain: Option<f64>,
     pub forget_bias: Option<f64>,
+    /// LRU: complex state channels N (default: --hidden).
+    pub state: Option<usize>,
+    /// LRU: the ring |λ| is drawn from at init (default 0.9 to 0.999) and the largest initial
+    /// phase (default 2π).
+    pub lru_r_min: Option<f64>,
+    pub lru_r_max: Option<f64>,
+    pub lru_max_phase: Option<f64>,
 
     pub batch: usize,
     pub steps: u64,
@@ -176,6 +185,10 @@ impl Default for TrainConfig {
             init: InitScheme::Pytorch,
             init_gain: None,
             forget_bias: None,
+            state: None,
+            lru_r_min: None,
+            lru_r_max: None,
+            lru_max_phase: None,
             batch: 64,
             steps: 5000,
             optimizer: "adam".into(),
@@ -259,8 +272,10 @@ impl TrainConfig {
         {
             bail!("--corpus/--vocab-size/--tokenizer apply to --task text only");
         }
-        if self.tbptt && (self.task != TaskName::Text || self.model == Family::Gpt) {
-            bail!("--tbptt applies to --task text with a recurrent --model (rnn, lstm, gru)");
+        if self.tbptt && (self.task != TaskName::Text || self.model.cell(self.nonlinearity).is_none()) {
+            bail!(
+                "--tbptt applies to --task text with a recurrent --model (rnn, lstm, gru, mingru, minlstm)"
+            );
         }
         // Checked even where the schedule ignores it (constant): a NaN would still be saved in
         // config.toml, and a value the schedule would refuse is a mistake either way (found by
@@ -274,6 +289,7 @@ impl TrainConfig {
         if self.forget_bias.is_some() && self.model != Family::Lstm {
             bail!("--forget-bias applies to --model lstm only (got --model {})", self.model);
         }
+        self.validate_lru()?;
         if self.model == Family::Gpt {
             at_least("heads", self.heads, 1)?;
             if !self.hidden.is_multiple_of(self.heads) {
@@ -407,6 +423,52 @@ impl TrainConfig {
         self.build_task_in(None)
     }
 
+    /// The LRU's flags: set only with `--model lru`, each in its range.
+    fn validate_lru(&self) -> Result<()> {
+        let given = [
+            ("--state", self.state.is_some()),
+            ("--lru-r-min", self.lru_r_min.is_some()),
+            ("--lru-r-max", self.lru_r_max.is_some()),
+            ("--lru-max-phase", self.lru_max_phase.is_some()),
+        ];
+        if self.model != Family::Lru {
+            if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+                bail!("{flag} applies to --model lru only (got --model {})", self.model);
+            }
+            return Ok(());
+        }
+        if self.state == Some(0) {
+            bail!("--state must be ≥ 1");
+        }
+        let lru = self.lru_settings(1);
+        let ring_ok = |r: f64| (0.0..1.0).contains(&r);
+        if !ring_ok(lru.r_min) || !ring_ok(lru.r_max) || lru.r_min > lru.r_max {
+            bail!(
+                "--lru-r-min and --lru-r-max must satisfy 0 ≤ r-min ≤ r-max < 1 (got {} and {})",
+                lru.r_min,
+                lru.r_max
+            );
+        }
+        if !(lru.max_phase > 0.0 && lru.max_phase.is_finite()) {
+            bail!("--lru-max-phase must be a finite number > 0 (got {})", lru.max_phase);
+        }
+        Ok(())
+    }
+
+    /// The LRU's resolved settings for a model with `input` features per step.
+    fn lru_settings(&self, input: usize) -> LruConfig {
+        let d = LruConfig::new(input, self.hidden);
+        LruConfig {
+            state_size: self.state.unwrap_or(self.hidden),
+            num_layers: self.layers,
+            r_min: self.lru_r_min.unwrap_or(d.r_min),
+            r_max: self.lru_r_max.unwrap_or(d.r_max),
+            max_phase: self.lru_max_phase.unwrap_or(d.max_phase),
+            dropout: self.dropout,
+            ..d
+        }
+    }
+
     /// The model for `task`, sized from the task's input and output.
     pub fn model_config(&self, task: &dyn Task) -> SeqModelConfig {
         self.model_config_for(task.spec())
@@ -429,6 +491,13 @@ impl TrainConfig {
             init: self.init,
             init_gain: self.init_gain,
             forget_bias: self.forget_bias,
+            lru: (self.model == Family::Lru).then(|| {
+                let input = match spec.input {
+                    InputKind::Tokens { vocab } => vocab,
+                    InputKind::Real { features } => features,
+                };
+                self.lru_settings(input)
+            }),
         }
     }
 
