@@ -41,10 +41,16 @@ RECURRENT = {
     "adding_t1000_lstm_forward": ("adding", "lstm", True),
     "adding_t1000_mingru": ("adding", "mingru", False),
     "adding_t1000_minlstm": ("adding", "minlstm", False),
+    "adding_t1000_lru": ("adding", "lru", False),
 }
 # Cells PyTorch has no module for, written from their papers' equations in two forms: a loop over
 # time and the log-space parallel scan; the faster of the two is PyTorch's figure.
 MIN_CELLS = {"mingru": 2, "minlstm": 3}
+# Likewise the LRU block (tests/fixtures/make_lru.py), as a loop over time or in chunks of this
+# many steps, each chunk a product with the powers of lambda (a whole-sequence closed form would
+# need lambda^-T, which overflows f32 at T = 1000).
+LRU_CHUNK = 64
+SCANNED = set(MIN_CELLS) | {"lru"}
 GPT = {
     # name: (n_layer, n_embd, n_head, context, batch, vocab)
     "gpt_ctx256": (4, 128, 4, 256, 32, 65),
@@ -56,7 +62,7 @@ TARGETS = {
     "adding_t1000_lstm": 2.0, "adding_t1000_gru": 3.0, "adding_t1000_rnn_tanh": 3.0,
     "copy_t100_lstm": 2.0, "copy_t100_gru": 3.0, "copy_t100_rnn_tanh": 3.0,
     "adding_t1000_lstm_forward": 1.5, "gpt_ctx256": 1.0, "gpt_nanogpt": 1.0,
-    "adding_t1000_mingru": 3.0, "adding_t1000_minlstm": 3.0,
+    "adding_t1000_mingru": 3.0, "adding_t1000_minlstm": 3.0, "adding_t1000_lru": 3.0,
 }
 B, H = 64, 128
 
@@ -107,6 +113,58 @@ def min_cell(cell, features, form):
     return lin, forward
 
 
+def lru_block(features, form):
+    """Encoder + one pre-norm LRU block (N = H), gradscope's `--model lru` with the paper's init."""
+    import math
+
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class Lru(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.norm = nn.Linear(features, H), nn.LayerNorm(H)
+            u = torch.rand(H) * (0.999**2 - 0.9**2) + 0.9**2
+            self.nu_log = nn.Parameter(torch.log(-0.5 * torch.log(u)))
+            self.theta_log = nn.Parameter(torch.log(2 * math.pi * torch.rand(H)))
+            self.gamma_log = nn.Parameter(torch.log(torch.sqrt(1 - u)))
+            self.b_re, self.b_im = (nn.Parameter(torch.randn(H, H) / math.sqrt(2 * H)) for _ in range(2))
+            self.c_re, self.c_im = (nn.Parameter(torch.randn(H, H) / math.sqrt(H)) for _ in range(2))
+            self.d = nn.Parameter(torch.randn(H))
+            self.out1, self.out2 = nn.Linear(H, H), nn.Linear(H, H)
+
+        def forward(self, x):
+            x = self.encoder(x)
+            z = self.norm(x)
+            lam = torch.polar(torch.exp(-torch.exp(self.nu_log)), torch.exp(self.theta_log))
+            v = torch.complex(z @ self.b_re.T, z @ self.b_im.T) * torch.exp(self.gamma_log)
+            if form == "sequential":
+                s, states = torch.zeros(x.shape[0], H, dtype=v.dtype), []
+                for t in range(x.shape[1]):
+                    s = lam * s + v[:, t]
+                    states.append(s)
+                s = torch.stack(states, 1)
+            else:
+                c = LRU_CHUNK
+                steps = torch.arange(c)
+                powers = lam[None, None, :] ** (steps[:, None] - steps[None, :]).clamp(min=0)[..., None]
+                powers = powers * (steps[:, None] >= steps[None, :])[..., None]  # (C, C, N)
+                carry = lam[None, :] ** (steps + 1)[:, None]  # (C, N): lambda^(t+1)
+                s, chunks = torch.zeros(x.shape[0], H, dtype=v.dtype), []
+                for v_c in v.split(c, dim=1):
+                    k = v_c.shape[1]
+                    chunk = torch.einsum("tkn,bkn->btn", powers[:k, :k], v_c) + carry[:k] * s[:, None]
+                    chunks.append(chunk)
+                    s = chunk[:, -1]
+                s = torch.cat(chunks, 1)
+            y = F.gelu(s.real @ self.c_re.T - s.imag @ self.c_im.T + z * self.d)
+            return x + self.out1(y) * torch.sigmoid(self.out2(y))
+
+    module = Lru()
+    return module, module
+
+
 def torch_workload(name, form="sequential"):
     import torch
     import torch.nn as nn
@@ -132,8 +190,8 @@ def torch_workload(name, form="sequential"):
             x = F.one_hot(ids, features).float()
             y = torch.full((B, total), alphabet, dtype=torch.long)
             y[:, -k:] = symbols
-        if cell in MIN_CELLS:
-            module, forward = min_cell(cell, features, form)
+        if cell in SCANNED:
+            module, forward = min_cell(cell, features, form) if cell in MIN_CELLS else lru_block(features, form)
 
             def rnn(inputs):
                 return forward(inputs), None
@@ -209,13 +267,16 @@ def torch_workload(name, form="sequential"):
 
 def recurrent_flops(task, cell, forward_only):
     """GEMM FLOPs of one step: 2·m·n·k per product; the backward pass costs twice the forward."""
-    gates = {"lstm": 4, "gru": 3, "rnn_tanh": 1, **MIN_CELLS}[cell]
-    recurrent = 0 if cell in MIN_CELLS else H
     if task == "adding":
         t, features, out_steps, classes = 1000, 2, 1, 1
     else:
         t, features, out_steps, classes = 120, 10, 120, 9
-    forward = 2 * B * t * gates * H * (features + recurrent) + 2 * B * out_steps * H * classes
+    if cell == "lru":  # encoder, B and C (real and imaginary), the GLU's two maps; N = H
+        per_row = features * H + 6 * H * H
+    else:
+        gates = {"lstm": 4, "gru": 3, "rnn_tanh": 1, **MIN_CELLS}[cell]
+        per_row = gates * H * (features + (0 if cell in MIN_CELLS else H))
+    forward = 2 * B * t * per_row + 2 * B * out_steps * H * classes
     return forward if forward_only else 3 * forward
 
 
@@ -234,7 +295,7 @@ def run_torch(name, steps, warmup, threads, flush_denormals=False):
     if flush_denormals and not torch.set_flush_denormal(True):
         sys.exit("torch.set_flush_denormal(True) is not supported on this CPU")
     cell = RECURRENT.get(name, (None, None))[1]
-    forms = ["sequential", "scan"] if cell in MIN_CELLS else ["sequential"]
+    forms = ["sequential", "scan"] if cell in SCANNED else ["sequential"]
     timed = {}
     for form in forms:
         step, flops = torch_workload(name, form)

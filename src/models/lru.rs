@@ -22,7 +22,7 @@ use super::init::Initializer;
 use super::norm::LayerNorm;
 use super::taps::{LayerTap, StateTaps};
 use super::ForwardOptions;
-use crate::kernels::{lru_recurrence, Slot};
+use crate::kernels::{self, lru_recurrence, Activation, Slot};
 use crate::util::{dropout, unbind};
 use candle_core::{bail, DType, Device, Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
@@ -160,7 +160,8 @@ impl Block {
         Tensor::cat(&[(&modulus * phase.cos()?)?, (&modulus * phase.sin()?)?], 0)
     }
 
-    /// The block on x (B, T, H); `tap` is this block's state tap, `fused` picks the recurrence.
+    /// The block on x (B, T, H), without the residual; `tap` is this block's state tap on the
+    /// per-op path, `slot` its place on the fused one.
     fn forward(
         &self,
         x: &Tensor,
@@ -168,17 +169,40 @@ impl Block {
         slot: Option<&Slot>,
         fused: bool,
     ) -> Result<Tensor> {
-        let z = self.norm.apply(x, fused)?; // (B, T, H)
+        if fused {
+            return self.forward_fused(x, slot);
+        }
+        let z = self.norm.forward(x)?; // (B, T, H)
         let gamma = self.gamma_log.exp()?;
         let bu = |b: &Tensor| z.broadcast_matmul(&b.t()?)?.broadcast_mul(&gamma); // (B, T, N)
         let v = Tensor::cat(&[bu(&self.b_re)?, bu(&self.b_im)?], D::Minus1)?; // (B, T, 2N)
-        let lambda = self.lambda()?;
-        let s = if fused { lru_recurrence(&v, &lambda, slot)? } else { recurrence(&v, &lambda, tap)? };
+        let s = recurrence(&v, &self.lambda()?, tap)?;
         let n = self.nu_log.dim(0)?;
         let (s_re, s_im) = (s.narrow(D::Minus1, 0, n)?, s.narrow(D::Minus1, n, n)?);
         let y = (s_re.broadcast_matmul(&self.c_re.t()?)? - s_im.broadcast_matmul(&self.c_im.t()?)?)?;
         let y = (y + z.broadcast_mul(&self.d)?)?.gelu_erf()?; // (B, T, H)
         self.out1.forward(&y)? * candle_nn::ops::sigmoid(&self.out2.forward(&y)?)?
+    }
+
+    /// The same block on the CPU kernels: each map is one fused linear op, whose weights fold in
+    /// γ (into B), the sign of Re(C s) and D (as a diagonal beside C), so that candle runs only the
+    /// GLU's product and the residual on whole (B, T, ·) tensors.
+    fn forward_fused(&self, x: &Tensor, slot: Option<&Slot>) -> Result<Tensor> {
+        let (h, n) = (self.d.dim(0)?, self.nu_log.dim(0)?);
+        let dev = x.device();
+        let z = self.norm.apply(x, true)?; // (B, T, H)
+        let gamma = self.gamma_log.exp()?.unsqueeze(1)?; // (N, 1)
+        let w_v = Tensor::cat(&[self.b_re.broadcast_mul(&gamma)?, self.b_im.broadcast_mul(&gamma)?], 0)?; // (2N, H)
+        let v = kernels::linear(&z, &w_v, &Tensor::zeros(2 * n, DType::F32, dev)?, Activation::Identity)?;
+        let s = lru_recurrence(&v, &self.lambda()?, slot)?; // (B, T, 2N)
+        let diag_d = Tensor::eye(h, DType::F32, dev)?.broadcast_mul(&self.d.unsqueeze(1)?)?; // (H, H)
+        let w_y = Tensor::cat(&[&self.c_re, &self.c_im.neg()?, &diag_d], 1)?; // (H, 2N + H)
+        let sz = Tensor::cat(&[&s, &z], D::Minus1)?; // (B, T, 2N + H)
+        let y = kernels::linear(&sz, &w_y, &Tensor::zeros(h, DType::F32, dev)?, Activation::Gelu)?; // (B, T, H)
+        let w_glu = Tensor::cat(&[self.out1.weight(), self.out2.weight()], 0)?; // (2H, H)
+        let biases = [&self.out1, &self.out2].map(|l| l.bias().cloned().expect("the GLU's maps have biases"));
+        let g = kernels::linear(&y, &w_glu, &Tensor::cat(&biases, 0)?, Activation::Identity)?; // (B, T, 2H)
+        g.narrow(D::Minus1, 0, h)? * candle_nn::ops::sigmoid(&g.narrow(D::Minus1, h, h)?)?
     }
 }
 
