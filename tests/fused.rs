@@ -331,7 +331,8 @@ fn no_grad_forward_gives_the_same_outputs_and_keeps_no_graph() {
     }
     // The sequence model's fused readout keeps no graph either (its head weights are variables).
     use gradscope::models::{Family, InitScheme, ModelInput, SeqModelConfig};
-    for family in [Family::Rnn, Family::Lstm, Family::Gru, Family::MinGru, Family::MinLstm] {
+    let families = [Family::Rnn, Family::Lstm, Family::Gru, Family::MinGru, Family::MinLstm, Family::Lru];
+    for family in families {
         let cfg = SeqModelConfig {
             family,
             nonlinearity: Nonlinearity::Tanh,
@@ -345,7 +346,7 @@ fn no_grad_forward_gives_the_same_outputs_and_keeps_no_graph() {
             init: InitScheme::Pytorch,
             init_gain: None,
             forget_bias: None,
-            lru: None,
+            lru: (family == Family::Lru).then(|| gradscope::models::LruConfig::new(3, 8)),
         };
         let model = cfg.init(&VarMap::new(), 3, &Device::Cpu).unwrap();
         let x = randn(&[9, 11, 3], 1, 1.0);

@@ -12,6 +12,7 @@
 //! - `rnn`, `lstm`, `gru`: each cell's forward loop and BPTT on f32 slices.
 //! - `input_gated`, `mingru`, `minlstm`: cells whose gates read only x_t; one row function each.
 //! - `op`: the `CustomOp3` glue, shape checks and the state-gradient slots.
+//! - `glu`: a ⊙ σ(b) over the halves of the last dim, forward and backward.
 //! - `lru`: the LRU's diagonal complex recurrence, forward and BPTT.
 //! - `readout`: a linear readout fused into a layer's time loops.
 //! - `denormals`: subnormals flushed to zero while a recurrent shard runs (Intel's slow path).
@@ -22,6 +23,7 @@ mod block;
 mod cell;
 mod denormals;
 mod gemm;
+mod glu;
 mod gru;
 mod input_gated;
 mod layer;
@@ -41,6 +43,7 @@ mod weight_grad;
 pub use attention::causal_attention;
 pub use block::gpt_block;
 pub use denormals::flushing as flushes_denormals;
+pub use glu::glu;
 pub use layer_norm::layer_norm;
 pub use linear::{linear, Activation};
 pub use lru::lru_recurrence;

@@ -153,6 +153,25 @@ impl Block {
         })
     }
 
+    /// The same block with every parameter cut from the graph (see [`ForwardOptions::no_grad`]).
+    fn detached(&self) -> Self {
+        let d = Tensor::detach;
+        let linear = |l: &Linear| Linear::new(d(l.weight()), l.bias().map(d));
+        Self {
+            norm: LayerNorm { weight: d(&self.norm.weight), bias: d(&self.norm.bias), eps: self.norm.eps },
+            nu_log: d(&self.nu_log),
+            theta_log: d(&self.theta_log),
+            gamma_log: d(&self.gamma_log),
+            b_re: d(&self.b_re),
+            b_im: d(&self.b_im),
+            c_re: d(&self.c_re),
+            c_im: d(&self.c_im),
+            d: d(&self.d),
+            out1: linear(&self.out1),
+            out2: linear(&self.out2),
+        }
+    }
+
     /// λ as [re | im] (2N).
     fn lambda(&self) -> Result<Tensor> {
         let modulus = self.nu_log.exp()?.neg()?.exp()?; // (N)
@@ -202,7 +221,7 @@ impl Block {
         let w_glu = Tensor::cat(&[self.out1.weight(), self.out2.weight()], 0)?; // (2H, H)
         let biases = [&self.out1, &self.out2].map(|l| l.bias().cloned().expect("the GLU's maps have biases"));
         let g = kernels::linear(&y, &w_glu, &Tensor::cat(&biases, 0)?, Activation::Identity)?; // (B, T, 2H)
-        g.narrow(D::Minus1, 0, h)? * candle_nn::ops::sigmoid(&g.narrow(D::Minus1, h, h)?)?
+        kernels::glu(&g) // (B, T, H)
     }
 }
 
@@ -261,8 +280,8 @@ impl Lru {
 
     /// `x` (B, T, I) from a zero state. Honours `opts`' backend, taps, training dropout and
     /// no_grad.
-    pub fn forward_with(&self, x: &Tensor, opts: &ForwardOptions) -> Result<LruOutput> {
-        let (b, t, i) = x.dims3()?;
+    pub fn forward_with(&self, x_in: &Tensor, opts: &ForwardOptions) -> Result<LruOutput> {
+        let (b, t, i) = x_in.dims3()?;
         if i != self.config.input_size {
             bail!("input has {i} features per step, the lru expects {}", self.config.input_size);
         }
@@ -271,12 +290,22 @@ impl Lru {
                 "recording ∂L/∂s_t needs a backward pass, and this forward pass was asked for none (no_grad)"
             );
         }
-        let fused = opts.backend.use_fused(x.device(), x.dtype())?;
-        let x = if opts.no_grad { x.detach() } else { x.clone() };
-        let mut h = self.encoder.forward(&x)?; // (B, T, H)
+        let fused = opts.backend.use_fused(x_in.device(), x_in.dtype())?;
+        // Under no_grad nothing may track, or the graph would keep every activation.
+        let (x, encoder, detached);
+        let (encoder, blocks) = if opts.no_grad {
+            x = x_in.detach();
+            encoder = Linear::new(self.encoder.weight().detach(), self.encoder.bias().map(Tensor::detach));
+            detached = self.blocks.iter().map(Block::detached).collect::<Vec<_>>();
+            (&encoder, &detached)
+        } else {
+            x = x_in.clone();
+            (&self.encoder, &self.blocks)
+        };
+        let mut h = encoder.forward(&x)?; // (B, T, H)
         let mut taps = Vec::new();
         let shape = (b, t, 2 * self.config.state_size);
-        for (k, block) in self.blocks.iter().enumerate() {
+        for (k, block) in blocks.iter().enumerate() {
             let (tap, slot) = match (opts.record_state_grads, fused) {
                 (false, _) => (None, None),
                 (true, true) => {
@@ -294,8 +323,7 @@ impl Lru {
             h = (h + y)?;
             taps.extend(tap);
         }
-        let output = if opts.no_grad { h.detach() } else { h };
-        Ok(LruOutput { output, taps: opts.record_state_grads.then(|| StateTaps::new(taps)) })
+        Ok(LruOutput { output: h, taps: opts.record_state_grads.then(|| StateTaps::new(taps)) })
     }
 }
 

@@ -379,6 +379,11 @@ impl SeqModel {
             }
             (Body::Lru { lru, head }, _) => {
                 let out = lru.forward_with(&self.recurrent_input(inputs)?, opts)?;
+                // Under no_grad the head's weights must not track either (see ForwardOptions).
+                let head = match opts.no_grad {
+                    true => Linear::new(head.weight().detach(), head.bias().map(Tensor::detach)),
+                    false => head.clone(),
+                };
                 Ok(SeqOutput { outputs: head.forward(&out.output)?, state: None, taps: out.taps })
             }
             (Body::Gpt { gpt, input_proj }, _) => {
