@@ -3,10 +3,10 @@
 //! Keys are the flags' names (`seq-len = 200` in the file is `--seq-len 200`), so an error can
 //! name the flag and the saved `config.toml` of a run can be passed back with `--config`.
 
+mod lru;
+
 use super::{LrSchedule, OptimizerConfig, ScheduleKind};
-use crate::models::{
-    Family, InitScheme, LruConfig, ModelInput, Nonlinearity, RecurrentBackend, SeqModelConfig,
-};
+use crate::models::{Family, InitScheme, ModelInput, Nonlinearity, RecurrentBackend, SeqModelConfig};
 use crate::tasks::{AddingTask, AddingVariant, CopyTask, InputKind, Task, TaskSpec, TextTask};
 use crate::text::{load_corpus, TextTokenizer};
 use crate::util::candle_message;
@@ -421,52 +421,6 @@ impl TrainConfig {
 
     pub fn build_task(&self) -> Result<Box<dyn Task>> {
         self.build_task_in(None)
-    }
-
-    /// The LRU's flags: set only with `--model lru`, each in its range.
-    fn validate_lru(&self) -> Result<()> {
-        let given = [
-            ("--state", self.state.is_some()),
-            ("--lru-r-min", self.lru_r_min.is_some()),
-            ("--lru-r-max", self.lru_r_max.is_some()),
-            ("--lru-max-phase", self.lru_max_phase.is_some()),
-        ];
-        if self.model != Family::Lru {
-            if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
-                bail!("{flag} applies to --model lru only (got --model {})", self.model);
-            }
-            return Ok(());
-        }
-        if self.state == Some(0) {
-            bail!("--state must be ≥ 1");
-        }
-        let lru = self.lru_settings(1);
-        let ring_ok = |r: f64| (0.0..1.0).contains(&r);
-        if !ring_ok(lru.r_min) || !ring_ok(lru.r_max) || lru.r_min > lru.r_max {
-            bail!(
-                "--lru-r-min and --lru-r-max must satisfy 0 ≤ r-min ≤ r-max < 1 (got {} and {})",
-                lru.r_min,
-                lru.r_max
-            );
-        }
-        if !(lru.max_phase > 0.0 && lru.max_phase.is_finite()) {
-            bail!("--lru-max-phase must be a finite number > 0 (got {})", lru.max_phase);
-        }
-        Ok(())
-    }
-
-    /// The LRU's resolved settings for a model with `input` features per step.
-    fn lru_settings(&self, input: usize) -> LruConfig {
-        let d = LruConfig::new(input, self.hidden);
-        LruConfig {
-            state_size: self.state.unwrap_or(self.hidden),
-            num_layers: self.layers,
-            r_min: self.lru_r_min.unwrap_or(d.r_min),
-            r_max: self.lru_r_max.unwrap_or(d.r_max),
-            max_phase: self.lru_max_phase.unwrap_or(d.max_phase),
-            dropout: self.dropout,
-            ..d
-        }
     }
 
     /// The model for `task`, sized from the task's input and output.
