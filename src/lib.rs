@@ -2,10 +2,11 @@
 //! training signal ∂L/∂h_t fades with the distance from the loss.
 //!
 //! The library is organised one concern per module:
-//! - [`models`]: `Rnn`, `Lstm`, `Gru` (PyTorch layout and names) and a nanoGPT-style `Gpt`, plus the
-//!   per-timestep state-gradient taps ([`models::StateTaps`]).
+//! - [`models`]: `Rnn`, `Lstm`, `Gru` (PyTorch layout and names), minGRU and minLSTM on the same
+//!   recurrent stack, the `Lru` and a nanoGPT-style `Gpt`, plus the per-timestep state-gradient
+//!   taps ([`models::StateTaps`]).
 //! - [`cell`]: the recurrent cells' names and sizes, shared by the models and the kernels.
-//! - [`kernels`]: fused whole-sequence CPU kernels for the recurrent layers (forward and BPTT).
+//! - [`kernels`]: fused CPU kernels: whole-sequence recurrences (forward and BPTT) and the GPT's ops.
 //! - [`tasks`]: copy memory, the adding problem and language modelling, generated or read on the fly.
 //! - [`text`]: corpora and the character / BPE tokenizers.
 //! - [`train`]: PyTorch's optimiser rules, clipping, schedules and the training loop.

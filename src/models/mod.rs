@@ -1,5 +1,6 @@
-//! The model families: `Rnn`, `Lstm`, `Gru` (one recurrent stack, PyTorch's layout and names) and
-//! the nanoGPT-style `Gpt`, plus the per-timestep state-gradient taps.
+//! The model families: `Rnn`, `Lstm`, `Gru`, minGRU and minLSTM (one recurrent stack, PyTorch's
+//! layout and names; a cell is one file in `cells/`), the `Lru` and the nanoGPT-style `Gpt`, plus
+//! the per-timestep state-gradient taps.
 
 mod backend;
 mod cells;
