@@ -214,6 +214,29 @@ fn fused_cells_train_at_one_hundred_thousand_steps_without_a_deep_stack() {
     ] {
         long_sequence_trains(&cfg, t);
     }
+    // The LRU: its recurrence is one op and the rest of its block whole-sequence ops.
+    let cfg = gradscope::models::LruConfig {
+        num_layers: 2,
+        state_size: 4,
+        ..gradscope::models::LruConfig::new(2, 8)
+    };
+    let varmap = VarMap::new();
+    let vb =
+        gradscope::models::register(&varmap, "", cfg.init_tensors(0, &Device::Cpu).unwrap(), &Device::Cpu)
+            .unwrap();
+    let model = gradscope::models::Lru::new(&cfg, vb).unwrap();
+    let x = randn(&[2, t, 2], 3, 1.0);
+    let out =
+        model.forward_with(&x, &ForwardOptions { record_state_grads: true, ..Default::default() }).unwrap();
+    let loss = out.output.narrow(1, t - 1, 1).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let norms = out.taps.unwrap().grads(&grads).unwrap().h_norms(1).unwrap();
+    assert_eq!(norms.len(), t);
+    assert!(norms.iter().all(|v| v.is_finite()) && norms[0] < norms[t - 1], "lru: the gradient should fade");
+    for var in varmap.all_vars() {
+        let g = flat(grads.get(var.as_tensor()).expect("every lru weight gets a gradient"));
+        assert!(g.iter().all(|v| v.is_finite()), "lru");
+    }
 }
 
 fn long_sequence_trains(cfg: &RecurrentConfig, t: usize) {
