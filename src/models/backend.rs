@@ -106,8 +106,11 @@ pub(super) fn run_fused(
 ) -> Result<FusedLayerOutput> {
     let (b, t, _) = input.dims3()?;
     // Back to PyTorch's layouts (contiguous: the views are transposes of them).
-    let w_hh = recurrent.map(|(w_hh_t, _)| w_hh_t.t()).transpose()?;
-    let recurrent = w_hh.as_ref().zip(recurrent.map(|(_, b_hh)| b_hh));
+    let recurrent = match recurrent {
+        Some((w_hh_t, b_hh)) => Some((w_hh_t.t()?, b_hh)),
+        None => None,
+    };
+    let recurrent = recurrent.as_ref().map(|(w_hh, b_hh)| (w_hh, *b_hh));
     let weight = pack_weights(&w_ih_t.t()?, b_ih, recurrent)?; // (G·H, I + H + 2) or (G·H, I + 1)
     let state = match (cell.has_cell_state(), c0) {
         (true, Some(c0)) => Tensor::stack(&[h0, c0], 0)?, // (2, B, H)

@@ -246,6 +246,18 @@ impl LayerWeights {
         }
     }
 
+    /// x W_ihᵀ + bias for every step as one GEMM: `input` (B, T, I_k) → (B, T, G·H).
+    fn project_inputs(&self, input: &Tensor, cell: &dyn ReferenceCell) -> Result<Tensor> {
+        let (b, t, n_in) = input.dims3()?;
+        let gh = self.w_ih_t.dim(1)?;
+        input
+            .contiguous()?
+            .reshape((b * t, n_in))?
+            .matmul(&self.w_ih_t)?
+            .broadcast_add(&self.projection_bias(cell)?)?
+            .reshape((b, t, gh))
+    }
+
     fn step_weights(&self) -> StepWeights<'_> {
         StepWeights { recurrent: self.recurrent.as_ref().map(|(w, b)| (w, b)) }
     }
@@ -445,17 +457,8 @@ impl Recurrent {
         tap: Option<&LayerTap>,
     ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
         let cell = reference_cell(self.config.cell);
-        let (b, t, n_in) = input.dims3()?;
-        let gh = self.config.cell.gates() * self.config.hidden_size;
-        // The input projection of all steps is one large GEMM.
-        let bias = w.projection_bias(cell.as_ref())?;
-        let xw = input
-            .contiguous()?
-            .reshape((b * t, n_in))?
-            .matmul(&w.w_ih_t)?
-            .broadcast_add(&bias)?
-            .reshape((b, t, gh))?; // (B, T, G·H)
-        let xw = unbind(&xw, 1)?; // T × (B, G·H)
+        let t = input.dim(1)?;
+        let xw = unbind(&w.project_inputs(input, cell.as_ref())?, 1)?; // T × (B, G·H)
         let tap_h = tap.map(|tp| unbind(tp.h_tensor(), 1)).transpose()?;
         let tap_c = tap.and_then(|tp| tp.c_tensor()).map(|c| unbind(c, 1)).transpose()?;
 

@@ -56,14 +56,7 @@ impl Recurrent {
         let cell = reference_cell(cfg.cell);
         let names = cell.saturation_names();
         for (k, w) in self.layers.iter().enumerate() {
-            let n_in = input.dim(2)?;
-            let xw = input
-                .contiguous()?
-                .reshape((b * t, n_in))?
-                .matmul(&w.w_ih_t)?
-                .broadcast_add(&w.projection_bias(cell.as_ref())?)?
-                .reshape((b, t, cfg.cell.gates() * h_size))?
-                .detach();
+            let xw = w.project_inputs(&input, cell.as_ref())?.detach(); // (B, T, G·H)
             let mut fractions: Vec<Fraction> = names.iter().map(|_| Fraction::default()).collect();
             let zeros = Tensor::zeros((b, h_size), x.dtype(), x.device())?;
             let mut state = CellState { c: cfg.cell.has_cell_state().then(|| zeros.clone()), h: zeros };
