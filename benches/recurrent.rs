@@ -3,7 +3,8 @@
 //! A step is forward, loss, backward and an Adam update, as in training: adding problem at
 //! T = 1000 (2 real inputs, regression) and copy memory at T = 100 (one-hot 10 → 9 classes,
 //! 120 steps in all); B = 64, H = 128, one layer; LSTM, GRU and tanh RNN, and on adding minGRU
-//! and minLSTM and the LRU (one block, N = H).
+//! and minLSTM, the LRU (one block, N = H) and Mamba (one block, N = 16, E = 2H), whose per-op
+//! path (~20 s a step) is left to `step_time --autograd`: ten criterion samples would take minutes.
 //!
 //! The workloads are `gradscope::bench::speed`'s (the PyTorch side-by-side script runs the same
 //! ones: `python3 benches/pytorch/side_by_side.py`); the throughput column is GEMM FLOP/s and
@@ -34,10 +35,13 @@ fn bench(c: &mut Criterion) {
         group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
         let mut cells = vec!["lstm", "gru", "rnn_tanh"];
         if task == "adding_t1000" {
-            cells.extend(["lstm_forward", "mingru", "minlstm", "lru"]);
+            cells.extend(["lstm_forward", "mingru", "minlstm", "lru", "mamba"]);
         }
         for cell in cells {
             for backend in [RecurrentBackend::Fused, RecurrentBackend::Autograd] {
+                if cell == "mamba" && backend == RecurrentBackend::Autograd {
+                    continue;
+                }
                 let mut w = SpeedWorkload::new(&format!("{task}_{cell}"), backend).expect("workload");
                 group.throughput(Throughput::Elements(w.flops() as u64));
                 group.bench_function(format!("{cell}/{backend}"), |b| b.iter(|| w.step().expect("step")));

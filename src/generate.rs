@@ -136,6 +136,7 @@ mod tests {
             init_gain: None,
             forget_bias: None,
             lru: None,
+            mamba: None,
         };
         cfg.init(&candle_nn::VarMap::new(), 3, &Device::Cpu).unwrap()
     }

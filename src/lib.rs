@@ -3,7 +3,7 @@
 //!
 //! The library is organised one concern per module:
 //! - [`models`]: `Rnn`, `Lstm`, `Gru` (PyTorch layout and names), minGRU and minLSTM on the same
-//!   recurrent stack, the `Lru` and a nanoGPT-style `Gpt`, plus the per-timestep state-gradient
+//!   recurrent stack, the `Lru`, `Mamba` and a nanoGPT-style `Gpt`, plus the per-timestep state-gradient
 //!   taps ([`models::StateTaps`]).
 //! - [`cell`]: the recurrent cells' names and sizes, shared by the models and the kernels.
 //! - [`kernels`]: fused CPU kernels: whole-sequence recurrences (forward and BPTT) and the GPT's ops.

@@ -162,7 +162,7 @@ fn bad_flags_name_the_flag_and_exit_2() {
         (&["--device", "tpu"], "invalid device 'tpu'"),
         (&["--on-nonfinite", "ignore"], "unknown --on-nonfinite"),
         (&["--max-seconds", "0"], "--max-seconds"),
-        (&["--model", "gru", "--state", "4"], "--state applies to --model lru only"),
+        (&["--model", "gru", "--state", "4"], "--state applies to --model lru and mamba only"),
         (&["--model", "lstm", "--lru-r-min", "0.5"], "--lru-r-min applies to --model lru only"),
         (&["--model", "lru", "--state", "0"], "--state must be ≥ 1"),
         (&["--model", "lru", "--lru-r-min", "0.99", "--lru-r-max", "0.9"], "0 ≤ r-min ≤ r-max < 1"),
@@ -170,6 +170,13 @@ fn bad_flags_name_the_flag_and_exit_2() {
         (&["--model", "lru", "--lru-r-min", "nan"], "0 ≤ r-min ≤ r-max < 1"),
         (&["--model", "lru", "--lru-max-phase", "0"], "--lru-max-phase must be a finite number > 0"),
         (&["--model", "lru", "--tbptt"], "--tbptt applies"),
+        (&["--model", "lstm", "--expand", "2"], "--expand applies to --model mamba only"),
+        (&["--model", "lru", "--conv", "4"], "--conv applies to --model mamba only"),
+        (&["--model", "mamba", "--state", "0"], "--state must be ≥ 1"),
+        (&["--model", "mamba", "--expand", "0"], "--expand must be ≥ 1"),
+        (&["--model", "mamba", "--conv", "0"], "--conv must be ≥ 1"),
+        (&["--model", "mamba", "--lru-r-min", "0.5"], "--lru-r-min applies to --model lru only"),
+        (&["--model", "mamba", "--tbptt"], "--tbptt applies"),
     ];
     for (flags, needle) in cases {
         let mut args = vec!["train", "--out", out.to_str().unwrap()];
@@ -242,7 +249,7 @@ fn every_simd_tier_gives_the_same_gradients() {
         cmd.args([
             "grad",
             "--model",
-            "rnn,lstm,gru,mingru,minlstm,lru,gpt",
+            "rnn,lstm,gru,mingru,minlstm,lru,mamba,gpt",
             "--layers",
             "2",
             "--hidden",

@@ -18,8 +18,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use gradscope::checkpoint::{load, Loaded};
 use gradscope::models::{
-    register, CellKind, ForwardOptions, Gpt, GptConfig, Lru, LruConfig, Recurrent, RecurrentBackend,
-    RecurrentConfig, RecurrentState,
+    register, CellKind, ForwardOptions, Gpt, GptConfig, Lru, LruConfig, Mamba, MambaConfig, Recurrent,
+    RecurrentBackend, RecurrentConfig, RecurrentState,
 };
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -259,12 +259,76 @@ fn check_lru(file: &Loaded, backend: RecurrentBackend) -> Vec<String> {
     ck.finish().into_iter().map(|f| format!("[{backend}] {f}")).collect()
 }
 
+/// The Mamba stack (tests/fixtures/make_mamba.py): outputs, every gradient and ∂L2/∂h_t of the
+/// last block's SSM state. The fused path records ‖∂L2/∂h_t‖ per sequence and step, (B, T, 1),
+/// so there it is compared with the same norms of the reference tensor.
+fn check_mamba(file: &Loaded, backend: RecurrentBackend) -> Vec<String> {
+    let mut ck = Checker::new(file);
+    let meta = |key: &str| file.metadata[key].parse::<usize>().unwrap();
+    let input = var(&ck.input("input"));
+    let (_, t, i) = input.dims3().unwrap();
+    let cfg = MambaConfig {
+        state_size: meta("state_size"),
+        expand: meta("expand"),
+        conv: meta("conv"),
+        dt_rank: meta("dt_rank"),
+        num_layers: meta("num_layers"),
+        ..MambaConfig::new(i, meta("hidden_size"))
+    };
+    let names: Vec<String> =
+        file.tensors.keys().filter(|k| *k != "input" && ck.has(&format!("grad.{k}"))).cloned().collect();
+    let params: Vec<(String, Tensor)> = names.iter().map(|n| (n.clone(), ck.input(n))).collect();
+    let varmap = VarMap::new();
+    let model = Mamba::new(&cfg, register(&varmap, "", params, &Device::Cpu).unwrap()).unwrap();
+
+    let opts = ForwardOptions { backend, ..Default::default() };
+    let out = model.forward_with(input.as_tensor(), &opts).unwrap();
+    ck.compare("output", &out.output);
+    let loss1 = (&out.output * ck.input("proj")).unwrap().sum_all().unwrap();
+    ck.compare("loss1", &loss1.reshape(1).unwrap());
+    let grads = loss1.backward().unwrap();
+    let data = varmap.data().lock().unwrap();
+    let leaves = std::iter::once(("input".to_string(), input.as_tensor().clone()))
+        .chain(names.iter().map(|n| (n.clone(), data[n].as_tensor().clone())));
+    for (name, leaf) in leaves {
+        match grads.get(&leaf) {
+            Some(g) => ck.compare(&format!("grad.{name}"), g),
+            None => ck.failures.push(format!("grad.{name}: autograd produced no gradient")),
+        }
+    }
+
+    let opts = ForwardOptions { record_state_grads: true, backend, ..Default::default() };
+    let out = model.forward_with(input.as_tensor(), &opts).unwrap();
+    let last = out.output.narrow(1, t - 1, 1).unwrap().squeeze(1).unwrap(); // (B, H)
+    let loss2 = (last * ck.input("proj_last")).unwrap().sum_all().unwrap();
+    ck.compare("loss2", &loss2.reshape(1).unwrap());
+    let state_grads = out.taps.unwrap().grads(&loss2.backward().unwrap()).unwrap();
+    let dh = &state_grads.h[cfg.num_layers - 1];
+    if dh.dim(2).unwrap() == 1 {
+        let want = ck.input("dL2_dh").sqr().unwrap().sum_keepdim(2).unwrap().sqrt().unwrap();
+        let (got, want) = (dh.flatten_all().unwrap(), want.flatten_all().unwrap());
+        let excess = (got - &want).unwrap().abs().unwrap().to_vec1::<f32>().unwrap();
+        let want = want.to_vec1::<f32>().unwrap();
+        if let Some(k) = (0..want.len()).find(|&k| excess[k] as f64 > ATOL + RTOL * want[k] as f64) {
+            ck.failures.push(format!("‖dL2_dh‖ per sequence and step: element {k} is off by {}", excess[k]));
+        }
+    } else {
+        ck.compare("dL2_dh", dh);
+    }
+    ck.compare(
+        "dL2_dh_norm",
+        &Tensor::new(state_grads.h_norms(cfg.num_layers - 1).unwrap(), &Device::Cpu).unwrap(),
+    );
+    ck.finish().into_iter().map(|f| format!("[{backend}] {f}")).collect()
+}
+
 fn check_file(path: &Path) -> Vec<String> {
     let file = load(path, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
     let kind = file.metadata.get("kind").cloned().expect("fixture metadata has no 'kind'");
     match kind.as_str() {
         "gpt" => BACKENDS.into_iter().flat_map(|backend| check_gpt(&file, backend)).collect(),
         "lru" => BACKENDS.into_iter().flat_map(|backend| check_lru(&file, backend)).collect(),
+        "mamba" => BACKENDS.into_iter().flat_map(|backend| check_mamba(&file, backend)).collect(),
         _ => BACKENDS.into_iter().flat_map(|backend| check_recurrent(&file, &kind, backend)).collect(),
     }
 }

@@ -239,6 +239,34 @@ fn fused_cells_train_at_one_hundred_thousand_steps_without_a_deep_stack() {
     }
 }
 
+/// Mamba at T = 100,000: its mixer is one op, the rest of its block whole-sequence ops.
+#[test]
+fn mamba_trains_at_one_hundred_thousand_steps_without_a_deep_stack() {
+    use gradscope::models::{Mamba, MambaConfig};
+    let t = 100_000;
+    let cfg = MambaConfig { num_layers: 2, state_size: 4, ..MambaConfig::new(2, 8) };
+    let varmap = VarMap::new();
+    let vb =
+        gradscope::models::register(&varmap, "", cfg.init_tensors(0, &Device::Cpu).unwrap(), &Device::Cpu)
+            .unwrap();
+    let model = Mamba::new(&cfg, vb).unwrap();
+    let x = randn(&[2, t, 2], 3, 1.0);
+    let out =
+        model.forward_with(&x, &ForwardOptions { record_state_grads: true, ..Default::default() }).unwrap();
+    let loss = out.output.narrow(1, t - 1, 1).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let norms = out.taps.unwrap().grads(&grads).unwrap().h_norms(1).unwrap();
+    assert_eq!(norms.len(), t);
+    assert!(
+        norms.iter().all(|v| v.is_finite()) && norms[0] < norms[t - 1],
+        "mamba: the gradient should fade"
+    );
+    for var in varmap.all_vars() {
+        let g = flat(grads.get(var.as_tensor()).expect("every mamba weight gets a gradient"));
+        assert!(g.iter().all(|v| v.is_finite()) && g.iter().any(|v| *v != 0.0), "mamba");
+    }
+}
+
 fn long_sequence_trains(cfg: &RecurrentConfig, t: usize) {
     let cell = cfg.cell;
     let varmap = VarMap::new();
@@ -287,6 +315,7 @@ fn sequence_model_readouts_agree_on_both_paths() {
                 init_gain: None,
                 forget_bias: None,
                 lru: None,
+                mamba: None,
             };
             let t = 9;
             let x = randn(&[b, t, 3], 1, 1.0);
@@ -354,7 +383,8 @@ fn no_grad_forward_gives_the_same_outputs_and_keeps_no_graph() {
     }
     // The sequence model's fused readout keeps no graph either (its head weights are variables).
     use gradscope::models::{Family, InitScheme, ModelInput, SeqModelConfig};
-    let families = [Family::Rnn, Family::Lstm, Family::Gru, Family::MinGru, Family::MinLstm, Family::Lru];
+    let families =
+        [Family::Rnn, Family::Lstm, Family::Gru, Family::MinGru, Family::MinLstm, Family::Lru, Family::Mamba];
     for family in families {
         let cfg = SeqModelConfig {
             family,
@@ -370,6 +400,7 @@ fn no_grad_forward_gives_the_same_outputs_and_keeps_no_graph() {
             init_gain: None,
             forget_bias: None,
             lru: (family == Family::Lru).then(|| gradscope::models::LruConfig::new(3, 8)),
+            mamba: (family == Family::Mamba).then(|| gradscope::models::MambaConfig::new(3, 8)),
         };
         let model = cfg.init(&VarMap::new(), 3, &Device::Cpu).unwrap();
         let x = randn(&[9, 11, 3], 1, 1.0);
@@ -386,4 +417,67 @@ fn no_grad_forward_gives_the_same_outputs_and_keeps_no_graph() {
     let opts = ForwardOptions { no_grad: true, record_state_grads: true, ..Default::default() };
     let err = model.forward_with(&randn(&[1, 3, 2], 1, 1.0), None, &opts).err().expect("refused").to_string();
     assert!(err.contains("no_grad"), "{err}");
+}
+
+/// Mamba's fused block (projections as fused linear ops, the mixer as one op) against the per-op
+/// reference: outputs, every parameter's gradient and ‖∂L/∂h_t‖ of every block, per sequence and
+/// step, with sequences shorter and longer than the kernel's recompute chunk, one and two blocks,
+/// one sequence and a batch sharded across threads, R = 1 and 2, K = 2 and 4.
+#[test]
+fn mamba_block_agrees_on_both_paths() {
+    use gradscope::models::{Family, InitScheme, MambaConfig, ModelInput, SeqModelConfig};
+    for (layers, b, t, hidden, k) in [(1, 1, 9, 8, 4), (2, 5, 70, 20, 2), (1, 3, 33, 17, 4)] {
+        let mamba = MambaConfig { num_layers: layers, state_size: 5, conv: k, ..MambaConfig::new(3, hidden) };
+        let cfg = SeqModelConfig {
+            family: Family::Mamba,
+            nonlinearity: Nonlinearity::Tanh,
+            input: ModelInput::Real { features: 3 },
+            output_size: 2,
+            hidden,
+            layers,
+            heads: 1,
+            context: t,
+            dropout: 0.0,
+            init: InitScheme::Pytorch,
+            init_gain: None,
+            forget_bias: None,
+            lru: None,
+            mamba: Some(mamba),
+        };
+        let x = randn(&[b, t, 3], 1, 1.0);
+        let weights = randn(&[b, t, 2], 2, 1.0);
+        let run = |backend: RecurrentBackend| {
+            let varmap = VarMap::new();
+            let model = cfg.init(&varmap, 7, &Device::Cpu).unwrap();
+            let opts =
+                ForwardOptions { train: true, backend, record_state_grads: true, ..Default::default() };
+            let out = model.forward(&x, None, &opts).unwrap();
+            let loss = (&out.outputs * &weights).unwrap().sum_all().unwrap();
+            let grads = loss.backward().unwrap();
+            let mut vars: Vec<(String, Var)> = varmap.data().lock().unwrap().clone().into_iter().collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut got = vec![("outputs".to_string(), flat(&out.outputs)), ("loss".into(), flat(&loss))];
+            for (name, var) in vars {
+                got.push((format!("grad.{name}"), flat(grads.get(var.as_tensor()).expect("a gradient"))));
+            }
+            let taps = out.taps.expect("taps").grads(&grads).unwrap();
+            for (layer, dh) in taps.h.iter().enumerate() {
+                // Per sequence and step: the fused path records only these norms.
+                let norms = dh.sqr().unwrap().sum(2).unwrap().sqrt().unwrap();
+                got.push((format!("‖dL/dh_t‖ block {layer}"), flat(&norms)));
+            }
+            got
+        };
+        let (fused, reference) = (run(RecurrentBackend::Fused), run(RecurrentBackend::Autograd));
+        assert_eq!(fused.len(), reference.len());
+        for ((name, f), (_, r)) in fused.iter().zip(&reference) {
+            let case = format!("mamba × {layers}, B = {b}, T = {t}, H = {hidden}, K = {k}, {name}");
+            assert_eq!(f.len(), r.len(), "{case}");
+            let scale = r.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert!(scale > 0.0, "{case}: the reference is all zeros");
+            for (a, w) in f.iter().zip(r) {
+                assert!((a - w).abs() <= RTOL * scale, "{case}: {a} vs {w}");
+            }
+        }
+    }
 }

@@ -3,8 +3,8 @@
 //! side-by-side script (`benches/pytorch/side_by_side.py`) all run these, so their numbers compare.
 
 use crate::models::{
-    Family, ForwardOptions, InitScheme, LruConfig, ModelInput, Nonlinearity, RecurrentBackend, SeqModel,
-    SeqModelConfig,
+    Family, ForwardOptions, InitScheme, LruConfig, MambaConfig, ModelInput, Nonlinearity, RecurrentBackend,
+    SeqModel, SeqModelConfig,
 };
 use crate::tasks::{AddingTask, AddingVariant, Batch, CopyTask, InputKind, Task};
 use crate::train::{Optimizer, OptimizerConfig};
@@ -18,13 +18,14 @@ pub const RECURRENT_BATCH: usize = 64;
 pub const RECURRENT_HIDDEN: usize = 128;
 
 /// The workloads, by the names the PyTorch script uses.
-pub const WORKLOADS: [&str; 12] = [
+pub const WORKLOADS: [&str; 13] = [
     "adding_t1000_lstm",
     "adding_t1000_gru",
     "adding_t1000_rnn_tanh",
     "adding_t1000_mingru",
     "adding_t1000_minlstm",
     "adding_t1000_lru",
+    "adding_t1000_mamba",
     "copy_t100_lstm",
     "copy_t100_gru",
     "copy_t100_rnn_tanh",
@@ -78,6 +79,7 @@ impl SpeedWorkload {
                 init_gain: None,
                 forget_bias: None,
                 lru: None,
+                mamba: None,
             };
             let model = cfg.init(&varmap, 0, &device)?;
             let opt = Optimizer::from_varmap(OptimizerConfig::adamw(), &varmap)?;
@@ -110,6 +112,9 @@ impl SpeedWorkload {
             "adding_t1000_lru" => {
                 (Box::new(AddingTask::new(1000, AddingVariant::Standard)?), Family::Lru, false)
             }
+            "adding_t1000_mamba" => {
+                (Box::new(AddingTask::new(1000, AddingVariant::Standard)?), Family::Mamba, false)
+            }
             "copy_t100_lstm" => (Box::new(CopyTask::new(100, 10, 8)?), Family::Lstm, false),
             "copy_t100_gru" => (Box::new(CopyTask::new(100, 10, 8)?), Family::Gru, false),
             "copy_t100_rnn_tanh" => (Box::new(CopyTask::new(100, 10, 8)?), Family::Rnn, false),
@@ -137,6 +142,7 @@ impl SpeedWorkload {
             init_gain: None,
             forget_bias: None,
             lru: None,
+            mamba: None,
         };
         let (features, out_steps) = match input {
             ModelInput::Real { features } => (features, 1),
@@ -144,6 +150,7 @@ impl SpeedWorkload {
         };
         let cfg = SeqModelConfig {
             lru: (family == Family::Lru).then(|| LruConfig::new(features, RECURRENT_HIDDEN)),
+            mamba: (family == Family::Mamba).then(|| MambaConfig::new(features, RECURRENT_HIDDEN)),
             ..cfg
         };
         let model = cfg.init(&varmap, 0, &device)?;
@@ -153,8 +160,15 @@ impl SpeedWorkload {
         let (b, h, t) = (RECURRENT_BATCH, RECURRENT_HIDDEN, spec.steps);
         let per_row = match family.cell(Nonlinearity::Tanh) {
             Some(cell) => cell.gates() * h * (features + if cell.has_recurrent_weights() { h } else { 0 }),
-            // The LRU (N = H): encoder, B and C (real and imaginary), the GLU's two maps.
-            None => features * h + 4 * h * h + 2 * h * h,
+            None => match &cfg.mamba {
+                // Mamba: encoder, in_proj, x_proj, dt_proj, out_proj.
+                Some(m) => {
+                    let (e, p) = (m.inner(), m.dt_rank + 2 * m.state_size);
+                    features * h + 2 * e * h + p * e + m.dt_rank * e + e * h
+                }
+                // The LRU (N = H): encoder, B and C (real and imaginary), the GLU's two maps.
+                None => features * h + 4 * h * h + 2 * h * h,
+            },
         };
         let forward = 2 * b * t * per_row + 2 * b * out_steps * h * spec.output_size;
         let flops = if forward_only { forward } else { 3 * forward } as f64;

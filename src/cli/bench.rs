@@ -33,7 +33,7 @@ pub struct BenchArgs {
     /// Copy-task lengths, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub copy_lengths: Option<Vec<usize>>,
-    /// Models, comma-separated (rnn, lstm, gru, mingru, minlstm, lru, gpt).
+    /// Models, comma-separated (rnn, lstm, gru, mingru, minlstm, lru, mamba, gpt).
     #[arg(long, value_delimiter = ',')]
     pub models: Option<Vec<Family>>,
     /// Hidden size of every model.

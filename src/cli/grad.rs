@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct GradArgs {
-    /// Models to compare at a fresh seeded init, comma-separated (rnn, lstm, gru, mingru, minlstm, lru, gpt).
+    /// Models to compare at a fresh seeded init, comma-separated (rnn, lstm, gru, mingru, minlstm, lru, mamba, gpt).
     #[arg(long, value_delimiter = ',')]
     pub model: Option<Vec<Family>>,
     /// Trained runs to probe (their config and model.safetensors); repeatable.
@@ -60,7 +60,8 @@ pub struct GradArgs {
     /// LSTM forget-gate bias (applies to lstm only in a comparison).
     #[arg(long, allow_negative_numbers = true)]
     pub forget_bias: Option<f64>,
-    /// LRU: complex state channels N (default: --hidden; lru only in a comparison).
+    /// LRU: complex state channels N (default: --hidden); Mamba: SSM states per channel
+    /// (default 16). Applies to lru and mamba only in a comparison.
     #[arg(long)]
     pub state: Option<usize>,
     /// LRU: smallest |λ| at initialisation (default 0.9).
@@ -72,6 +73,12 @@ pub struct GradArgs {
     /// LRU: initial phases are uniform on [0, this] (default 2π).
     #[arg(long)]
     pub lru_max_phase: Option<f64>,
+    /// Mamba: channels inside a block, E = expand · hidden (default 2).
+    #[arg(long)]
+    pub expand: Option<usize>,
+    /// Mamba: width of the causal depthwise convolution (default 4).
+    #[arg(long)]
+    pub conv: Option<usize>,
     #[arg(long)]
     pub seed: Option<u64>,
     /// cpu | cuda | cuda:N | metal.
@@ -133,6 +140,9 @@ pub fn run(args: GradArgs) -> Result<()> {
         if family == Family::Lru {
             (cfg.state, cfg.lru_r_min, cfg.lru_r_max) = (args.state, args.lru_r_min, args.lru_r_max);
             cfg.lru_max_phase = args.lru_max_phase;
+        }
+        if family == Family::Mamba {
+            (cfg.state, cfg.expand, cfg.conv) = (args.state, args.expand, args.conv);
         }
         let name = match family {
             Family::Rnn => format!("rnn-{}", cfg.nonlinearity.name()),

@@ -114,7 +114,7 @@ struct DepthArgs {
 
 #[derive(Args, Debug)]
 struct RnnArgs {
-    /// rnn, lstm, gru, mingru, minlstm, lru, gpt; comma-separated.
+    /// rnn, lstm, gru, mingru, minlstm, lru, mamba, gpt; comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "rnn")]
     model: Vec<Family>,
     /// Vanilla RNN nonlinearity: tanh, relu, sigmoid, linear; comma-separated.

@@ -86,7 +86,8 @@ pub struct TrainArgs {
     /// LSTM forget-gate bias (e.g. 1.0).
     #[arg(long, help_heading = "Model", allow_negative_numbers = true)]
     pub forget_bias: Option<f64>,
-    /// LRU: complex state channels N. [default: --hidden]
+    /// LRU: complex state channels N [default: --hidden]; Mamba: SSM states per channel N
+    /// [default: 16].
     #[arg(long, help_heading = "Model")]
     pub state: Option<usize>,
     /// LRU: smallest |λ| at initialisation, in [0, 1). [default: 0.9]
@@ -98,6 +99,12 @@ pub struct TrainArgs {
     /// LRU: initial phases are uniform on [0, this]. [default: 2π]
     #[arg(long, help_heading = "Model")]
     pub lru_max_phase: Option<f64>,
+    /// Mamba: channels inside a block, E = expand · hidden. [default: 2]
+    #[arg(long, help_heading = "Model")]
+    pub expand: Option<usize>,
+    /// Mamba: width of the causal depthwise convolution. [default: 4]
+    #[arg(long, help_heading = "Model")]
+    pub conv: Option<usize>,
 
     /// Sequences per batch. [default: 64]
     #[arg(long, help_heading = "Optimisation")]
@@ -188,7 +195,7 @@ impl TrainArgs {
             task, seq_len, copy_len, alphabet, adding_variant, model, nonlinearity, hidden, layers, heads,
             dropout, init, batch, steps, optimizer, lr, momentum, schedule, warmup,
             eval_every, eval_size, seed, device, on_nonfinite, backend;
-            context, init_gain, forget_bias, state, lru_r_min, lru_r_max, lru_max_phase, min_lr, clip, clip_value, weight_decay, probe_every, corpus, vocab_size, tokenizer, beta2);
+            context, init_gain, forget_bias, state, lru_r_min, lru_r_max, lru_max_phase, expand, conv, min_lr, clip, clip_value, weight_decay, probe_every, corpus, vocab_size, tokenizer, beta2);
         cfg.nesterov |= a.nesterov;
         cfg.tbptt |= a.tbptt;
         cfg.stop_when_solved |= a.stop_when_solved;

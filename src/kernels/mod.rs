@@ -14,6 +14,7 @@
 //! - `op`: the `CustomOp3` glue, shape checks and the state-gradient slots.
 //! - `glu`: a ⊙ σ(b) over the halves of the last dim, forward and backward.
 //! - `lru`: the LRU's diagonal complex recurrence, forward and BPTT.
+//! - `mamba`: Mamba's conv, selective scan and gate between its projections, forward and BPTT.
 //! - `readout`: a linear readout fused into a layer's time loops.
 //! - `denormals`: subnormals flushed to zero while a recurrent shard runs (Intel's slow path).
 //! - `layer_norm`, `linear`, `attention`: the GPT's ops, each forward + backward on f32 slices.
@@ -31,6 +32,7 @@ mod layer_norm;
 mod linear;
 mod lru;
 mod lstm;
+mod mamba;
 pub mod math;
 mod mingru;
 mod minlstm;
@@ -47,6 +49,7 @@ pub use glu::glu;
 pub use layer_norm::layer_norm;
 pub use linear::{linear, Activation};
 pub use lru::lru_recurrence;
+pub use mamba::{mamba_mixer, MixerDims};
 pub use op::{fused_layer, fused_layer_with_head, pack_weights, Slot, StateGradSlots};
 
 /// A zeroed buffer, written by rayon's pool: `vec![0.0; len]` would zero the GPT's (B, nh, T, T)

@@ -20,10 +20,11 @@
 use super::backend::RecurrentBackend;
 use super::init::Initializer;
 use super::norm::LayerNorm;
+use super::stack::{BlockStack, ResidualBlock};
 use super::taps::{LayerTap, StateTaps};
 use super::ForwardOptions;
 use crate::kernels::{self, lru_recurrence, Activation, Slot};
-use crate::util::{dropout, unbind};
+use crate::util::unbind;
 use candle_core::{bail, DType, Device, Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -153,25 +154,6 @@ impl Block {
         })
     }
 
-    /// The same block with every parameter cut from the graph (see [`ForwardOptions::no_grad`]).
-    fn detached(&self) -> Self {
-        let d = Tensor::detach;
-        let linear = |l: &Linear| Linear::new(d(l.weight()), l.bias().map(d));
-        Self {
-            norm: LayerNorm { weight: d(&self.norm.weight), bias: d(&self.norm.bias), eps: self.norm.eps },
-            nu_log: d(&self.nu_log),
-            theta_log: d(&self.theta_log),
-            gamma_log: d(&self.gamma_log),
-            b_re: d(&self.b_re),
-            b_im: d(&self.b_im),
-            c_re: d(&self.c_re),
-            c_im: d(&self.c_im),
-            d: d(&self.d),
-            out1: linear(&self.out1),
-            out2: linear(&self.out2),
-        }
-    }
-
     /// λ as [re | im] (2N).
     fn lambda(&self) -> Result<Tensor> {
         let modulus = self.nu_log.exp()?.neg()?.exp()?; // (N)
@@ -179,8 +161,29 @@ impl Block {
         Tensor::cat(&[(&modulus * phase.cos()?)?, (&modulus * phase.sin()?)?], 0)
     }
 
-    /// The block on x (B, T, H), without the residual; `tap` is this block's state tap on the
-    /// per-op path, `slot` its place on the fused one.
+    /// The same block on the CPU kernels: each map is one fused linear op, whose weights fold in
+    /// γ (into B), the sign of Re(C s) and D (as a diagonal beside C), so that candle runs only the
+    /// GLU's product and the residual on whole (B, T, ·) tensors.
+    fn forward_fused(&self, x: &Tensor, slot: Option<&Slot>) -> Result<Tensor> {
+        let (h, n) = (self.d.dim(0)?, self.nu_log.dim(0)?);
+        let dev = x.device();
+        let z = self.norm.apply(x, true)?; // (B, T, H)
+        let gamma = self.gamma_log.exp()?.unsqueeze(1)?; // (N, 1)
+        let w_v = Tensor::cat(&[self.b_re.broadcast_mul(&gamma)?, self.b_im.broadcast_mul(&gamma)?], 0)?; // (2N, H)
+        let v = kernels::linear(&z, &w_v, &Tensor::zeros(2 * n, DType::F32, dev)?, Activation::Identity)?;
+        let s = lru_recurrence(&v, &self.lambda()?, slot)?; // (B, T, 2N)
+        let diag_d = Tensor::eye(h, DType::F32, dev)?.broadcast_mul(&self.d.unsqueeze(1)?)?; // (H, H)
+        let w_y = Tensor::cat(&[&self.c_re, &self.c_im.neg()?, &diag_d], 1)?; // (H, 2N + H)
+        let sz = Tensor::cat(&[&s, &z], D::Minus1)?; // (B, T, 2N + H)
+        let y = kernels::linear(&sz, &w_y, &Tensor::zeros(h, DType::F32, dev)?, Activation::Gelu)?; // (B, T, H)
+        let w_glu = Tensor::cat(&[self.out1.weight(), self.out2.weight()], 0)?; // (2H, H)
+        let biases = [&self.out1, &self.out2].map(|l| l.bias().cloned().expect("the GLU's maps have biases"));
+        let g = kernels::linear(&y, &w_glu, &Tensor::cat(&biases, 0)?, Activation::Identity)?; // (B, T, 2H)
+        kernels::glu(&g) // (B, T, H)
+    }
+}
+
+impl ResidualBlock for Block {
     fn forward(
         &self,
         x: &Tensor,
@@ -203,25 +206,26 @@ impl Block {
         self.out1.forward(&y)? * candle_nn::ops::sigmoid(&self.out2.forward(&y)?)?
     }
 
-    /// The same block on the CPU kernels: each map is one fused linear op, whose weights fold in
-    /// γ (into B), the sign of Re(C s) and D (as a diagonal beside C), so that candle runs only the
-    /// GLU's product and the residual on whole (B, T, ·) tensors.
-    fn forward_fused(&self, x: &Tensor, slot: Option<&Slot>) -> Result<Tensor> {
-        let (h, n) = (self.d.dim(0)?, self.nu_log.dim(0)?);
-        let dev = x.device();
-        let z = self.norm.apply(x, true)?; // (B, T, H)
-        let gamma = self.gamma_log.exp()?.unsqueeze(1)?; // (N, 1)
-        let w_v = Tensor::cat(&[self.b_re.broadcast_mul(&gamma)?, self.b_im.broadcast_mul(&gamma)?], 0)?; // (2N, H)
-        let v = kernels::linear(&z, &w_v, &Tensor::zeros(2 * n, DType::F32, dev)?, Activation::Identity)?;
-        let s = lru_recurrence(&v, &self.lambda()?, slot)?; // (B, T, 2N)
-        let diag_d = Tensor::eye(h, DType::F32, dev)?.broadcast_mul(&self.d.unsqueeze(1)?)?; // (H, H)
-        let w_y = Tensor::cat(&[&self.c_re, &self.c_im.neg()?, &diag_d], 1)?; // (H, 2N + H)
-        let sz = Tensor::cat(&[&s, &z], D::Minus1)?; // (B, T, 2N + H)
-        let y = kernels::linear(&sz, &w_y, &Tensor::zeros(h, DType::F32, dev)?, Activation::Gelu)?; // (B, T, H)
-        let w_glu = Tensor::cat(&[self.out1.weight(), self.out2.weight()], 0)?; // (2H, H)
-        let biases = [&self.out1, &self.out2].map(|l| l.bias().cloned().expect("the GLU's maps have biases"));
-        let g = kernels::linear(&y, &w_glu, &Tensor::cat(&biases, 0)?, Activation::Identity)?; // (B, T, 2H)
-        kernels::glu(&g) // (B, T, H)
+    fn detached(&self) -> Self {
+        let d = Tensor::detach;
+        let linear = |l: &Linear| Linear::new(d(l.weight()), l.bias().map(d));
+        Self {
+            norm: LayerNorm { weight: d(&self.norm.weight), bias: d(&self.norm.bias), eps: self.norm.eps },
+            nu_log: d(&self.nu_log),
+            theta_log: d(&self.theta_log),
+            gamma_log: d(&self.gamma_log),
+            b_re: d(&self.b_re),
+            b_im: d(&self.b_im),
+            c_re: d(&self.c_re),
+            c_im: d(&self.c_im),
+            d: d(&self.d),
+            out1: linear(&self.out1),
+            out2: linear(&self.out2),
+        }
+    }
+
+    fn tap_width(&self, _fused: bool) -> usize {
+        2 * self.nu_log.dims()[0]
     }
 }
 
@@ -258,8 +262,7 @@ pub struct LruOutput {
 /// A stack of LRU blocks behind a linear encoder.
 pub struct Lru {
     config: LruConfig,
-    encoder: Linear,
-    blocks: Vec<Block>,
+    stack: BlockStack<Block>,
 }
 
 impl Lru {
@@ -271,7 +274,14 @@ impl Lru {
         let blocks = (0..config.num_layers)
             .map(|k| Block::new(h, n, vb.pp(format!("blocks.{k}"))))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { config: config.clone(), encoder, blocks })
+        let stack = BlockStack {
+            name: "lru",
+            input_size: config.input_size,
+            dropout: config.dropout,
+            encoder,
+            blocks,
+        };
+        Ok(Self { config: config.clone(), stack })
     }
 
     pub fn config(&self) -> &LruConfig {
@@ -280,50 +290,9 @@ impl Lru {
 
     /// `x` (B, T, I) from a zero state. Honours `opts`' backend, taps, training dropout and
     /// no_grad.
-    pub fn forward_with(&self, x_in: &Tensor, opts: &ForwardOptions) -> Result<LruOutput> {
-        let (b, t, i) = x_in.dims3()?;
-        if i != self.config.input_size {
-            bail!("input has {i} features per step, the lru expects {}", self.config.input_size);
-        }
-        if opts.no_grad && opts.record_state_grads {
-            bail!(
-                "recording ∂L/∂s_t needs a backward pass, and this forward pass was asked for none (no_grad)"
-            );
-        }
-        let fused = opts.backend.use_fused(x_in.device(), x_in.dtype())?;
-        // Under no_grad nothing may track, or the graph would keep every activation.
-        let (x, encoder, detached);
-        let (encoder, blocks) = if opts.no_grad {
-            x = x_in.detach();
-            encoder = Linear::new(self.encoder.weight().detach(), self.encoder.bias().map(Tensor::detach));
-            detached = self.blocks.iter().map(Block::detached).collect::<Vec<_>>();
-            (&encoder, &detached)
-        } else {
-            x = x_in.clone();
-            (&self.encoder, &self.blocks)
-        };
-        let mut h = encoder.forward(&x)?; // (B, T, H)
-        let mut taps = Vec::new();
-        let shape = (b, t, 2 * self.config.state_size);
-        for (k, block) in blocks.iter().enumerate() {
-            let (tap, slot) = match (opts.record_state_grads, fused) {
-                (false, _) => (None, None),
-                (true, true) => {
-                    let slot = Slot::default();
-                    (Some(LayerTap::recorded(slot.clone(), None, shape, DType::F32, x.device())), Some(slot))
-                }
-                (true, false) => (Some(LayerTap::zeros(false, shape, x.dtype(), x.device())?), None),
-            };
-            let y = block.forward(&h, tap.as_ref(), slot.as_ref(), fused)?;
-            let y = if opts.train && self.config.dropout > 0.0 {
-                dropout(&y, self.config.dropout, opts.dropout_seed.wrapping_add(k as u64))?
-            } else {
-                y
-            };
-            h = (h + y)?;
-            taps.extend(tap);
-        }
-        Ok(LruOutput { output: h, taps: opts.record_state_grads.then(|| StateTaps::new(taps)) })
+    pub fn forward_with(&self, x: &Tensor, opts: &ForwardOptions) -> Result<LruOutput> {
+        let (output, taps) = self.stack.forward_with(x, opts)?;
+        Ok(LruOutput { output, taps })
     }
 }
 

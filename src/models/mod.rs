@@ -1,5 +1,5 @@
 //! The model families: `Rnn`, `Lstm`, `Gru`, minGRU and minLSTM (one recurrent stack, PyTorch's
-//! layout and names; a cell is one file in `cells/`), the `Lru` and the nanoGPT-style `Gpt`, plus
+//! layout and names; a cell is one file in `cells/`), the `Lru`, `Mamba` and the nanoGPT-style `Gpt`, plus
 //! the per-timestep state-gradient taps.
 
 mod backend;
@@ -7,9 +7,11 @@ mod cells;
 mod gpt;
 pub mod init;
 mod lru;
+mod mamba;
 mod norm;
 mod recurrent;
 mod seq;
+mod stack;
 mod taps;
 
 pub use crate::cell::{CellKind, Nonlinearity};
@@ -17,6 +19,7 @@ pub use backend::RecurrentBackend;
 pub use gpt::{cross_entropy, Gpt, GptConfig, GptOutput, KvCache};
 pub use init::{InitScheme, Initializer};
 pub use lru::{Lru, LruConfig, LruOutput};
+pub use mamba::{Mamba, MambaConfig, MambaOutput};
 pub use recurrent::{
     zero_state, ForwardOptions, LayerSaturation, Recurrent, RecurrentConfig, RecurrentOutput, RecurrentState,
     SATURATION_DERIVATIVE,

@@ -7,8 +7,8 @@
 
 use super::register;
 use super::{
-    ForwardOptions, Gpt, GptConfig, InitScheme, Initializer, Lru, LruConfig, Nonlinearity, Recurrent,
-    RecurrentConfig, RecurrentState, StateTaps,
+    ForwardOptions, Gpt, GptConfig, InitScheme, Initializer, Lru, LruConfig, Mamba, MambaConfig,
+    Nonlinearity, Recurrent, RecurrentConfig, RecurrentState, StateTaps,
 };
 use crate::cell::CellKind;
 use candle_core::{bail, DType, Device, Module, Result, Tensor};
@@ -26,11 +26,20 @@ pub enum Family {
     MinGru,
     MinLstm,
     Lru,
+    Mamba,
 }
 
 impl Family {
-    pub const ALL: [Family; 7] =
-        [Family::Rnn, Family::Lstm, Family::Gru, Family::Gpt, Family::MinGru, Family::MinLstm, Family::Lru];
+    pub const ALL: [Family; 8] = [
+        Family::Rnn,
+        Family::Lstm,
+        Family::Gru,
+        Family::Gpt,
+        Family::MinGru,
+        Family::MinLstm,
+        Family::Lru,
+        Family::Mamba,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -41,11 +50,12 @@ impl Family {
             Family::MinGru => "mingru",
             Family::MinLstm => "minlstm",
             Family::Lru => "lru",
+            Family::Mamba => "mamba",
         }
     }
 
     /// The recurrent cell of a family built on the recurrent stack (`nonlinearity` for the
-    /// vanilla RNN); None for the GPT and the LRU, which have their own modules.
+    /// vanilla RNN); None for the GPT, the LRU and Mamba, which have their own modules.
     pub fn cell(self, nonlinearity: Nonlinearity) -> Option<CellKind> {
         match self {
             Family::Rnn => Some(CellKind::Rnn(nonlinearity)),
@@ -53,7 +63,7 @@ impl Family {
             Family::Gru => Some(CellKind::Gru),
             Family::MinGru => Some(CellKind::MinGru),
             Family::MinLstm => Some(CellKind::MinLstm),
-            Family::Gpt | Family::Lru => None,
+            Family::Gpt | Family::Lru | Family::Mamba => None,
         }
     }
 }
@@ -72,7 +82,7 @@ impl std::str::FromStr for Family {
             .into_iter()
             .find(|f| f.name() == s || (s == "transformer" && *f == Family::Gpt))
             .ok_or_else(|| {
-                format!("unknown model '{s}': expected rnn, lstm, gru, mingru, minlstm, lru or gpt")
+                format!("unknown model '{s}': expected rnn, lstm, gru, mingru, minlstm, lru, mamba or gpt")
             })
     }
 }
@@ -111,6 +121,9 @@ pub struct SeqModelConfig {
     /// LRU only: the stack's resolved configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lru: Option<LruConfig>,
+    /// Mamba only: the stack's resolved configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mamba: Option<MambaConfig>,
 }
 
 impl SeqModelConfig {
@@ -162,6 +175,9 @@ impl SeqModelConfig {
             let block = 2.0 * h + 3.0 * n + 4.0 * n * h + h + 2.0 * (h * h + h);
             return (self.input_width() as f64 + 1.0) * h + l * block + readout;
         }
+        if let Some(mamba) = &self.mamba {
+            return (self.input_width() as f64 + 1.0) * h + l * mamba.block_parameters() + readout;
+        }
         match self.recurrent() {
             Some(r) => {
                 let g = r.cell.gates() as f64;
@@ -208,6 +224,9 @@ impl SeqModelConfig {
             (Some(r), _, _) => r.validate(),
             (_, Some(g), _) => g.validate(),
             (_, _, Some(lru)) if self.family == Family::Lru => lru.validate(),
+            _ if self.family == Family::Mamba && self.mamba.is_some() => {
+                self.mamba.as_ref().map_or(Ok(()), MambaConfig::validate)
+            }
             _ => bail!("the {} model's configuration is incomplete", self.family),
         }
     }
@@ -225,7 +244,11 @@ impl SeqModelConfig {
         if let Some(lru) = lru {
             out.extend(nest("lru", lru.init_tensors(seed, device)?));
         }
-        if self.recurrent().is_some() || lru.is_some() {
+        let mamba = self.mamba.as_ref().filter(|_| self.family == Family::Mamba);
+        if let Some(mamba) = mamba {
+            out.extend(nest("mamba", mamba.init_tensors(seed, device)?));
+        }
+        if self.recurrent().is_some() || lru.is_some() || mamba.is_some() {
             if let Some(r) = self.recurrent() {
                 out.extend(nest("rnn", r.init_tensors(seed, device)?));
             }
@@ -259,6 +282,7 @@ impl SeqModelConfig {
 enum Body {
     Recurrent { rnn: Recurrent, head: Linear },
     Lru { lru: Lru, head: Linear },
+    Mamba { mamba: Mamba, head: Linear },
     Gpt { gpt: Gpt, input_proj: Option<Linear> },
 }
 
@@ -282,9 +306,15 @@ impl SeqModel {
     pub fn new(config: &SeqModelConfig, vb: VarBuilder) -> Result<Self> {
         config.validate()?;
         let lru = config.lru.as_ref().filter(|_| config.family == Family::Lru);
+        let mamba = config.mamba.as_ref().filter(|_| config.family == Family::Mamba);
         let body = if let Some(lru) = lru {
             Body::Lru {
                 lru: Lru::new(lru, vb.pp("lru"))?,
+                head: linear(config.hidden, config.output_size, vb.pp("head"))?,
+            }
+        } else if let Some(mamba) = mamba {
+            Body::Mamba {
+                mamba: Mamba::new(mamba, vb.pp("mamba"))?,
                 head: linear(config.hidden, config.output_size, vb.pp("head"))?,
             }
         } else if let Some(r) = config.recurrent() {
@@ -311,15 +341,15 @@ impl SeqModel {
     pub fn recurrent(&self) -> Option<&Recurrent> {
         match &self.body {
             Body::Recurrent { rnn, .. } => Some(rnn),
-            Body::Gpt { .. } | Body::Lru { .. } => None,
+            Body::Gpt { .. } | Body::Lru { .. } | Body::Mamba { .. } => None,
         }
     }
 
-    /// What the state taps record, for labels: `h` (recurrent stack), `s` (the LRU's complex
-    /// state) or `resid` (the GPT's residual stream).
+    /// What the state taps record, for labels: `h` (recurrent stack, Mamba's SSM state), `s`
+    /// (the LRU's complex state) or `resid` (the GPT's residual stream).
     pub fn state_name(&self) -> &'static str {
         match &self.body {
-            Body::Recurrent { .. } => "h",
+            Body::Recurrent { .. } | Body::Mamba { .. } => "h",
             Body::Lru { .. } => "s",
             Body::Gpt { .. } => "resid",
         }
@@ -338,7 +368,7 @@ impl SeqModel {
     pub fn saturation(&self, inputs: &Tensor) -> Result<Option<Vec<super::LayerSaturation>>> {
         match &self.body {
             Body::Recurrent { rnn, .. } => Ok(Some(rnn.saturation(&self.recurrent_input(inputs)?)?)),
-            Body::Gpt { .. } | Body::Lru { .. } => Ok(None),
+            Body::Gpt { .. } | Body::Lru { .. } | Body::Mamba { .. } => Ok(None),
         }
     }
 
@@ -379,12 +409,11 @@ impl SeqModel {
             }
             (Body::Lru { lru, head }, _) => {
                 let out = lru.forward_with(&self.recurrent_input(inputs)?, opts)?;
-                // Under no_grad the head's weights must not track either (see ForwardOptions).
-                let head = match opts.no_grad {
-                    true => Linear::new(head.weight().detach(), head.bias().map(Tensor::detach)),
-                    false => head.clone(),
-                };
-                Ok(SeqOutput { outputs: head.forward(&out.output)?, state: None, taps: out.taps })
+                Ok(SeqOutput { outputs: readout(head, &out.output, opts)?, state: None, taps: out.taps })
+            }
+            (Body::Mamba { mamba, head }, _) => {
+                let out = mamba.forward_with(&self.recurrent_input(inputs)?, opts)?;
+                Ok(SeqOutput { outputs: readout(head, &out.output, opts)?, state: None, taps: out.taps })
             }
             (Body::Gpt { gpt, input_proj }, _) => {
                 let out = match input_proj {
@@ -394,6 +423,15 @@ impl SeqModel {
                 Ok(SeqOutput { outputs: out.logits, state: None, taps: out.taps })
             }
         }
+    }
+}
+
+/// The per-step readout on a block stack's output; under no_grad its weights must not track
+/// either (see [`ForwardOptions::no_grad`]).
+fn readout(head: &Linear, x: &Tensor, opts: &ForwardOptions) -> Result<Tensor> {
+    match opts.no_grad {
+        true => Linear::new(head.weight().detach(), head.bias().map(Tensor::detach)).forward(x),
+        false => head.forward(x),
     }
 }
 

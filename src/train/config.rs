@@ -4,6 +4,7 @@
 //! name the flag and the saved `config.toml` of a run can be passed back with `--config`.
 
 mod lru;
+mod mamba;
 
 use super::{LrSchedule, OptimizerConfig, ScheduleKind};
 use crate::models::{Family, InitScheme, ModelInput, Nonlinearity, RecurrentBackend, SeqModelConfig};
@@ -124,13 +125,18 @@ pub struct TrainConfig {
     pub init: InitScheme,
     pub init_gain: Option<f64>,
     pub forget_bias: Option<f64>,
-    /// LRU: complex state channels N (default: --hidden).
+    /// LRU: complex state channels N (default: --hidden); Mamba: SSM states per channel N
+    /// (default 16).
     pub state: Option<usize>,
     /// LRU: the ring |λ| is drawn from at init (default 0.9 to 0.999) and the largest initial
     /// phase (default 2π).
     pub lru_r_min: Option<f64>,
     pub lru_r_max: Option<f64>,
     pub lru_max_phase: Option<f64>,
+    /// Mamba: channels inside a block E = expand · hidden (default 2).
+    pub expand: Option<usize>,
+    /// Mamba: width of the causal depthwise convolution (default 4).
+    pub conv: Option<usize>,
 
     pub batch: usize,
     pub steps: u64,
@@ -189,6 +195,8 @@ impl Default for TrainConfig {
             lru_r_min: None,
             lru_r_max: None,
             lru_max_phase: None,
+            expand: None,
+            conv: None,
             batch: 64,
             steps: 5000,
             optimizer: "adam".into(),
@@ -290,6 +298,7 @@ impl TrainConfig {
             bail!("--forget-bias applies to --model lstm only (got --model {})", self.model);
         }
         self.validate_lru()?;
+        self.validate_mamba()?;
         if self.model == Family::Gpt {
             at_least("heads", self.heads, 1)?;
             if !self.hidden.is_multiple_of(self.heads) {
@@ -429,6 +438,10 @@ impl TrainConfig {
     }
 
     fn model_config_for(&self, spec: TaskSpec) -> SeqModelConfig {
+        let input = match spec.input {
+            InputKind::Tokens { vocab } => vocab,
+            InputKind::Real { features } => features,
+        };
         SeqModelConfig {
             family: self.model,
             nonlinearity: self.nonlinearity,
@@ -445,13 +458,8 @@ impl TrainConfig {
             init: self.init,
             init_gain: self.init_gain,
             forget_bias: self.forget_bias,
-            lru: (self.model == Family::Lru).then(|| {
-                let input = match spec.input {
-                    InputKind::Tokens { vocab } => vocab,
-                    InputKind::Real { features } => features,
-                };
-                self.lru_settings(input)
-            }),
+            lru: (self.model == Family::Lru).then(|| self.lru_settings(input)),
+            mamba: (self.model == Family::Mamba).then(|| self.mamba_settings(input)),
         }
     }
 

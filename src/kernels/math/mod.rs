@@ -279,6 +279,45 @@ pub fn tanh<const FMA: bool>(x: f32) -> f32 {
     }
 }
 
+/// ln(1 + y) for y in [0, 1], relative error ~2e-7: Cephes' `logf` polynomial on 1 + y, with
+/// Goldberg's correction y / ((1 + y) − 1), which restores the bits of y that rounding 1 + y lost.
+#[inline(always)]
+#[allow(clippy::excessive_precision)] // the published coefficients, verbatim
+pub fn ln_1p_unit<const FMA: bool>(y: f32) -> f32 {
+    let u = 1.0 + y;
+    // u = m·2^e with m in [√½, √2): u is in [1, 2], so e is 0 or 1.
+    let big = u > std::f32::consts::SQRT_2;
+    let m = if big { u * 0.5 } else { u };
+    let e = if big { 1.0f32 } else { 0.0 };
+    let f = m - 1.0;
+    let z = f * f;
+    let mut p = 7.037_683_6e-2f32;
+    p = mad::<FMA>(p, f, -1.151_461_0e-1);
+    p = mad::<FMA>(p, f, 1.167_699_9e-1);
+    p = mad::<FMA>(p, f, -1.242_014_1e-1);
+    p = mad::<FMA>(p, f, 1.424_932_3e-1);
+    p = mad::<FMA>(p, f, -1.666_805_8e-1);
+    p = mad::<FMA>(p, f, 2.000_071_5e-1);
+    p = mad::<FMA>(p, f, -2.499_999_4e-1);
+    p = mad::<FMA>(p, f, 3.333_333_1e-1);
+    let r = mad::<FMA>(p * f, z, mad::<FMA>(-0.5, z, f));
+    let ln_u = mad::<FMA>(e, LN2_HI, mad::<FMA>(e, LN2_LO, r));
+    if u == 1.0 {
+        y
+    } else {
+        ln_u * (y / (u - 1.0))
+    }
+}
+
+/// softplus(x) = ln(1 + e^x) and σ(x), its derivative, from one exp: max(x, 0) + ln(1 + e^{−|x|}).
+#[inline(always)]
+pub fn softplus_and_sigmoid<const FMA: bool>(x: f32) -> (f32, f32) {
+    let q = exp::<FMA>(-x.abs());
+    let s = 1.0 / (1.0 + q);
+    let relu = if x > 0.0 { x } else { 0.0 };
+    (relu + ln_1p_unit::<FMA>(q), if x >= 0.0 { s } else { q * s })
+}
+
 /// Φ(x), the standard normal CDF, with a relative error ~2e-7 in both tails (so x·Φ(x), the GELU,
 /// stays accurate for very negative x too). Branch-free, like [`exp`], so loops over it vectorise,
 /// which libm's scalar `erff` does not.

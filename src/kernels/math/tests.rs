@@ -48,6 +48,23 @@ fn sigmoid_is_accurate_and_saturates_in<const F: bool>() {
 }
 
 #[test]
+fn softplus_and_its_sigmoid_are_accurate() {
+    softplus_and_its_sigmoid_are_accurate_in::<false>();
+    softplus_and_its_sigmoid_are_accurate_in::<true>();
+}
+
+fn softplus_and_its_sigmoid_are_accurate_in<const F: bool>() {
+    let (err, at) = worst(ln_1p_unit::<F>, f64::ln_1p, 0.0, 1.0);
+    assert!(err < 3e-7, "ln_1p_unit: relative error {err:e} at {at}, fused {F}");
+    let softplus = |x: f64| x.max(0.0) + (-x.abs()).exp().ln_1p();
+    let (err, at) = worst(|x| softplus_and_sigmoid::<F>(x).0, softplus, -80.0, 80.0);
+    assert!(err < 5e-7, "softplus: relative error {err:e} at {at}, fused {F}");
+    let (err, at) = worst(|x| softplus_and_sigmoid::<F>(x).1, |x| 1.0 / (1.0 + (-x).exp()), -80.0, 80.0);
+    assert!(err < 3e-7, "softplus's sigmoid: relative error {err:e} at {at}, fused {F}");
+    assert_eq!(softplus_and_sigmoid::<F>(1e30), (1e30, 1.0));
+}
+
+#[test]
 fn tanh_is_accurate_near_zero_and_saturates() {
     tanh_is_accurate_near_zero_and_saturates_in::<false>();
     tanh_is_accurate_near_zero_and_saturates_in::<true>();

@@ -9,14 +9,15 @@ impl TrainConfig {
     /// The LRU's flags: set only with `--model lru`, each in its range.
     pub(super) fn validate_lru(&self) -> Result<()> {
         let given = [
-            ("--state", self.state.is_some()),
+            ("--state", self.state.is_some() && self.model != Family::Mamba),
             ("--lru-r-min", self.lru_r_min.is_some()),
             ("--lru-r-max", self.lru_r_max.is_some()),
             ("--lru-max-phase", self.lru_max_phase.is_some()),
         ];
         if self.model != Family::Lru {
             if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
-                bail!("{flag} applies to --model lru only (got --model {})", self.model);
+                let models = if *flag == "--state" { "lru and mamba" } else { "lru" };
+                bail!("{flag} applies to --model {models} only (got --model {})", self.model);
             }
             return Ok(());
         }
