@@ -42,6 +42,7 @@ RECURRENT = {
     "adding_t1000_mingru": ("adding", "mingru", False),
     "adding_t1000_minlstm": ("adding", "minlstm", False),
     "adding_t1000_lru": ("adding", "lru", False),
+    "adding_t1000_mamba": ("adding", "mamba", False),
 }
 # Cells PyTorch has no module for, written from their papers' equations in two forms: a loop over
 # time and the log-space parallel scan; the faster of the two is PyTorch's figure.
@@ -50,7 +51,15 @@ MIN_CELLS = {"mingru": 2, "minlstm": 3}
 # many steps, each chunk a product with the powers of lambda (a whole-sequence closed form would
 # need lambda^-T, which overflows f32 at T = 1000).
 LRU_CHUNK = 64
-SCANNED = set(MIN_CELLS) | {"lru"}
+# And one pre-norm Mamba block (tests/fixtures/make_mamba.py) with mamba_ssm's defaults: expand 2,
+# state 16, conv width 4, dt_rank ceil(H/16). Its selective scan runs as selective_scan_ref's loop
+# over time, or chunked: each chunk's states from zero, all chunks at once (a loop over the chunk's
+# steps), then the chunks' carries (a loop over chunks), entered through exp of the cumulative
+# log-decay inside the chunk (never positive, so nothing overflows). The masked (t, s) form inside a
+# chunk would hold chunk-length times the (B, T, E, N) states, a GB each here.
+MAMBA_EXPAND, MAMBA_STATE, MAMBA_CONV = 2, 16, 4
+MAMBA_CHUNK = 40
+SCANNED = set(MIN_CELLS) | {"lru", "mamba"}
 GPT = {
     # name: (n_layer, n_embd, n_head, context, batch, vocab)
     "gpt_ctx256": (4, 128, 4, 256, 32, 65),
@@ -63,6 +72,7 @@ TARGETS = {
     "copy_t100_lstm": 2.0, "copy_t100_gru": 3.0, "copy_t100_rnn_tanh": 3.0,
     "adding_t1000_lstm_forward": 1.5, "gpt_ctx256": 1.0, "gpt_nanogpt": 1.0,
     "adding_t1000_mingru": 3.0, "adding_t1000_minlstm": 3.0, "adding_t1000_lru": 3.0,
+    "adding_t1000_mamba": 3.0,
 }
 B, H = 64, 128
 
@@ -165,6 +175,114 @@ def lru_block(features, form):
     return module, module
 
 
+def mamba_ssm_scan(dt, a, u, b, c, form, chunk=MAMBA_CHUNK):
+    """y_t = sum_n h_t[:, :, n] C_t[n] of h_t = exp(dt_t A) * h_{t-1} + (dt_t * u_t) B_t, h_{-1} = 0.
+    dt, u (B, T, E); a = A (E, N); b, c (B, T, N). Time-major (B, T, E, N) so a step's slice is
+    contiguous, and unbind (one backward node) rather than indexing in the loop, whose backward
+    writes a full-size zero tensor per step."""
+    import torch
+    import torch.nn.functional as F
+
+    if form == "sequential":  # selective_scan_ref: deltaA and deltaB_u up front, then a loop over time
+        delta_a = torch.exp(torch.einsum("bte,en->bten", dt, a))
+        delta_b_u = torch.einsum("bte,btn,bte->bten", dt, b, u)
+        h, ys = dt.new_zeros(dt.shape[0], *a.shape), []
+        for da_t, dbu_t, c_t in zip(delta_a.unbind(1), delta_b_u.unbind(1), c.unbind(1)):
+            h = da_t * h + dbu_t
+            ys.append(torch.einsum("ben,bn->be", h, c_t))
+        return torch.stack(ys, 1)
+    batch, steps = dt.shape[:2]
+    pad = -steps % chunk  # padded steps: dt = 0 (decay 1, no input), C = 0
+    dt, u, b, c = (F.pad(v, (0, 0, 0, pad)) for v in (dt, u, b, c))
+    n_chunks = dt.shape[1] // chunk
+    log_a = torch.einsum("bte,en->bten", dt, a).reshape(batch, n_chunks, chunk, *a.shape)
+    b_u = torch.einsum("bte,btn,bte->bten", dt, b, u).reshape(log_a.shape)
+    c = c.reshape(batch, n_chunks, chunk, -1)
+    # 1. every chunk from a zero state, all chunks at once
+    h, ys = dt.new_zeros(batch, n_chunks, *a.shape), []
+    for da_i, bu_i, c_i in zip(torch.exp(log_a).unbind(2), b_u.unbind(2), c.unbind(2)):
+        h = da_i * h + bu_i
+        ys.append(torch.einsum("bken,bkn->bke", h, c_i))
+    y = torch.stack(ys, 2)  # (B, chunks, L, E)
+    # 2. the state entering each chunk: a loop over chunks with each chunk's whole decay
+    cum = log_a.cumsum(2)  # cumulative log-decay inside the chunk, <= 0
+    carry, starts = dt.new_zeros(batch, *a.shape), []
+    for decay_k, end_k in zip(torch.exp(cum[:, :, -1]).unbind(1), h.unbind(1)):
+        starts.append(carry)
+        carry = decay_k * carry + end_k
+    # 3. h_t = local h_t + exp(S_t) * entering state; its part of y
+    y = y + torch.einsum("bklen,bken,bkln->bkle", torch.exp(cum), torch.stack(starts, 1), c)
+    return y.reshape(batch, n_chunks * chunk, -1)[:, :steps]
+
+
+def check_mamba_scan():
+    """The chunked form equals the sequential one, outputs and gradients, in float64 (1e-10)."""
+    import torch
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(5)
+    f64 = dict(dtype=torch.float64)
+    batch, steps, inner, state = 2, 37, 6, 4  # 37 steps: chunks of 8 with a padded last one
+    leaves = [F.softplus(torch.randn(batch, steps, inner, generator=gen, **f64)),
+              -torch.arange(1, state + 1, **f64).repeat(inner, 1)
+              * torch.exp(0.1 * torch.randn(inner, state, generator=gen, **f64)),
+              torch.randn(batch, steps, inner, generator=gen, **f64),
+              torch.randn(batch, steps, state, generator=gen, **f64),
+              torch.randn(batch, steps, state, generator=gen, **f64)]
+    weights = torch.randn(batch, steps, inner, generator=gen, **f64)
+    results = []
+    for form in ("sequential", "chunked"):
+        vs = [v.clone().requires_grad_() for v in leaves]
+        y = mamba_ssm_scan(*vs, form, chunk=8)
+        (y * weights).sum().backward()
+        results.append([y] + [v.grad for v in vs])
+    for one, other in zip(*results):
+        assert torch.allclose(one, other, rtol=1e-10, atol=1e-12), (one - other).abs().max()
+
+
+def mamba_block(features, form):
+    """Encoder + one pre-norm Mamba block, gradscope's `--model mamba`, mamba_ssm's initialisation
+    (mamba_ssm/modules/mamba_simple.py `Mamba.__init__`; with one layer its out_proj rescaling by
+    1/sqrt(n_layer) in mixer_seq_simple.py `_init_weights` changes nothing)."""
+    import math
+
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    inner, state, width = MAMBA_EXPAND * H, MAMBA_STATE, MAMBA_CONV
+    rank = math.ceil(H / 16)
+
+    class Mamba(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.norm = nn.Linear(features, H), nn.LayerNorm(H)
+            self.in_proj = nn.Linear(H, 2 * inner, bias=False)
+            self.conv1d = nn.Conv1d(inner, inner, width, groups=inner, padding=width - 1)
+            self.x_proj = nn.Linear(inner, rank + 2 * state, bias=False)
+            self.dt_proj = nn.Linear(rank, inner)
+            nn.init.uniform_(self.dt_proj.weight, -rank**-0.5, rank**-0.5)
+            dt = torch.exp(torch.rand(inner) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3)).clamp(min=1e-4)
+            with torch.no_grad():
+                self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+            self.A_log = nn.Parameter(torch.log(torch.arange(1, state + 1, dtype=torch.float32)).repeat(inner, 1))
+            self.D = nn.Parameter(torch.ones(inner))
+            self.out_proj = nn.Linear(inner, H, bias=False)
+
+        def forward(self, x):
+            x = self.encoder(x)
+            xc, g = self.in_proj(self.norm(x)).chunk(2, dim=-1)
+            u = F.silu(self.conv1d(xc.transpose(1, 2))[..., :x.shape[1]].transpose(1, 2))
+            dt, b, c = self.x_proj(u).split([rank, state, state], dim=-1)
+            dt = F.softplus(self.dt_proj(dt))
+            y = mamba_ssm_scan(dt, -torch.exp(self.A_log), u, b, c, form) + self.D * u
+            return x + self.out_proj(y * F.silu(g))
+
+    check_mamba_scan()
+    module = Mamba()
+    return module, module
+
+
 def torch_workload(name, form="sequential"):
     import torch
     import torch.nn as nn
@@ -191,7 +309,8 @@ def torch_workload(name, form="sequential"):
             y = torch.full((B, total), alphabet, dtype=torch.long)
             y[:, -k:] = symbols
         if cell in SCANNED:
-            module, forward = min_cell(cell, features, form) if cell in MIN_CELLS else lru_block(features, form)
+            block = {"lru": lru_block, "mamba": mamba_block}
+            module, forward = min_cell(cell, features, form) if cell in MIN_CELLS else block[cell](features, form)
 
             def rnn(inputs):
                 return forward(inputs), None
@@ -266,17 +385,24 @@ def torch_workload(name, form="sequential"):
 
 
 def recurrent_flops(task, cell, forward_only):
-    """GEMM FLOPs of one step: 2·m·n·k per product; the backward pass costs twice the forward."""
+    """GEMM FLOPs of one step: 2·m·n·k per product; the backward pass costs twice the forward.
+    Mamba adds its selective scan, about 9·E·N per row and step forward (exp(dt A), dt·u·B, the
+    update's multiply-add, y's C-contraction)."""
     if task == "adding":
         t, features, out_steps, classes = 1000, 2, 1, 1
     else:
         t, features, out_steps, classes = 120, 10, 120, 9
+    scan = 0
     if cell == "lru":  # encoder, B and C (real and imaginary), the GLU's two maps; N = H
         per_row = features * H + 6 * H * H
+    elif cell == "mamba":  # encoder, in_proj H -> 2E, x_proj E -> R + 2N, dt_proj R -> E, out_proj E -> H
+        inner, state, rank = MAMBA_EXPAND * H, MAMBA_STATE, -(-H // 16)
+        per_row = features * H + H * 2 * inner + inner * (rank + 2 * state) + rank * inner + inner * H
+        scan = 9 * inner * state
     else:
         gates = {"lstm": 4, "gru": 3, "rnn_tanh": 1, **MIN_CELLS}[cell]
         per_row = gates * H * (features + (0 if cell in MIN_CELLS else H))
-    forward = 2 * B * t * per_row + 2 * B * out_steps * H * classes
+    forward = 2 * B * t * per_row + B * t * scan + 2 * B * out_steps * H * classes
     return forward if forward_only else 3 * forward
 
 
@@ -295,7 +421,7 @@ def run_torch(name, steps, warmup, threads, flush_denormals=False):
     if flush_denormals and not torch.set_flush_denormal(True):
         sys.exit("torch.set_flush_denormal(True) is not supported on this CPU")
     cell = RECURRENT.get(name, (None, None))[1]
-    forms = ["sequential", "scan"] if cell in SCANNED else ["sequential"]
+    forms = ["sequential", "chunked" if cell == "mamba" else "scan"] if cell in SCANNED else ["sequential"]
     timed = {}
     for form in forms:
         step, flops = torch_workload(name, form)
