@@ -237,6 +237,90 @@ fn quick_bench_writes_a_report_and_shards_merge() {
     assert_eq!(o.status.code(), Some(2));
 }
 
+/// `--lr-grid` trains each rate for a share of the budget and finishes the best one; `--seeds`
+/// runs each cell at the chosen rate per seed; the report has the gradient figures first, the
+/// chosen rate, the seeds' verdict and the e-folding columns; a second run keeps what is done.
+#[test]
+fn bench_picks_a_learning_rate_per_cell_and_runs_seeds() {
+    let dir = tempdir("bench-grid");
+    let out = dir.join("b");
+    let args = [
+        "bench",
+        "--quick",
+        "--quiet",
+        "--tasks",
+        "adding",
+        "--models",
+        "rnn,gru",
+        "--lr-grid",
+        "1e-4,1e-2",
+        "--seeds",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = gradscope(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = json(&out.join("results.json"));
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 6, "2 models × 3 seeds");
+    for model in ["rnn", "gru"] {
+        let first = out.join(format!("runs/adding-T10-{model}-seed0"));
+        let search = json(&first.join("lr-search.json"));
+        let chosen = search["chosen"].as_f64().unwrap();
+        let trials = search["trials"].as_array().unwrap();
+        assert_eq!(trials.len(), 2);
+        // The kept rate is the one whose trial ended with the lower held-out loss (none solves).
+        let best = trials
+            .iter()
+            .min_by(|a, b| a["eval_loss"].as_f64().unwrap().total_cmp(&b["eval_loss"].as_f64().unwrap()))
+            .unwrap();
+        assert_eq!(best["lr"].as_f64().unwrap(), chosen);
+        assert_eq!(trials[0]["steps"].as_u64().unwrap(), 5, "a quarter of the 20 steps");
+        for seed in 0..3u64 {
+            let run = rows.iter().find(|r| r["run"] == format!("adding-T10-{model}-seed{seed}")).unwrap();
+            assert_eq!(run["lr"].as_f64().unwrap(), chosen, "every seed trains at the chosen rate");
+            assert_eq!(run["seed"].as_u64().unwrap(), seed);
+            assert_eq!(run["steps"].as_u64().unwrap(), 20, "the kept trial finished the budget");
+        }
+        // The finished run continues the trial: its metrics start with the trial's.
+        let metrics = std::fs::read_to_string(first.join("metrics.jsonl")).unwrap();
+        let trial = std::fs::read_to_string(
+            out.join(format!("trials/adding-T10-{model}/lr-{chosen:e}/metrics.jsonl")),
+        )
+        .unwrap();
+        assert!(metrics.starts_with(trial.lines().next().unwrap()), "{metrics}\n{trial}");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let figure = report.find("grad/adding-T10-trained/grad-vs-distance.png").expect("the gradient figure");
+    assert!(figure < report.find("| task |").unwrap(), "the gradient figure comes first");
+    assert!(out.join("grad/adding-T10-init/grad-vs-distance.png").exists());
+    assert!(report.contains("## Learning rates") && report.contains("(0/3)"), "{report}");
+    assert!(report.contains("e-folding init → trained"), "{report}");
+    let o = gradscope(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).matches("done earlier, kept").count() == 2, "{}", stderr(&o));
+}
+
+#[test]
+fn bad_bench_flags_name_the_flag_and_exit_2() {
+    let dir = tempdir("bench-bad");
+    for (flags, needle) in [
+        (&["--lr-grid", "0,1e-3"][..], "--lr-grid"),
+        (&["--lr-grid", "fast"], "--lr-grid"),
+        (&["--seeds", "0"], "--seeds must be at least 1"),
+        (&["--lr-trial-fraction", "1"], "--lr-trial-fraction must be in (0, 1)"),
+    ] {
+        let out = dir.join("x");
+        let mut args = vec!["bench", "--quick", "--out", out.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let o = gradscope(&args);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{flags:?}: {}", stderr(&o));
+        assert!(!out.exists(), "{flags:?} created {}", out.display());
+    }
+}
+
 /// The kernels' narrower instruction sets (what other CPUs run: AVX2 + FMA, baseline SSE2 with
 /// the `gemm` crate's products) give the same per-timestep gradients as the widest this CPU has,
 /// for every cell and the GPT, within float rounding.

@@ -1,17 +1,21 @@
 //! The benchmark suite: a grid of (task, T, model) training runs with a fixed budget each, and a
 //! report of which models learn dependencies across which distances.
 
+mod gradients;
+mod grid;
 mod report;
 pub mod speed;
 
+pub use gradients::{probe_longest, GradIndex};
+pub use grid::{compare_trials, LrSearch, LrTrial, LR_CRITERION};
 pub use report::{collect_results, findings, markdown_table, report_text, write_report, ResultRow};
 
 use crate::models::{Family, Nonlinearity};
-use crate::train::{train, RunOptions, TaskName, TrainConfig};
+use crate::train::{TaskName, TrainConfig};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// A grid: every task × length × model, each run with the same base settings and budget.
@@ -28,6 +32,13 @@ pub struct SuiteConfig {
     pub base: TrainConfig,
     /// Wall-clock budget of one run; it stops early when solved.
     pub max_seconds: f64,
+    /// Learning rates to try per cell (empty: every run at `base.lr`). Each trains for
+    /// `lr-trial-fraction` of the budget; the best on the held-out set finishes it.
+    pub lr_grid: Vec<f64>,
+    pub lr_trial_fraction: f64,
+    /// Seeds per cell (`base.seed`, `base.seed + 1`, ...), all at the cell's chosen rate; a cell
+    /// is solved when more than half of them solve it.
+    pub seeds: usize,
 }
 
 impl Default for SuiteConfig {
@@ -62,6 +73,9 @@ pub fn suite(name: &str) -> Result<SuiteConfig> {
             models: all,
             base: TrainConfig { batch: 16, ..base(16, 20, 10, 32) },
             max_seconds: 5.0,
+            lr_grid: vec![],
+            lr_trial_fraction: 0.25,
+            seeds: 1,
         },
         // Lengths chosen so that on a 2-core CPU the vanilla RNN still learns the short one and
         // not the long one within the budget; the copy task recalls 3 symbols from 4 (a shorter
@@ -74,6 +88,9 @@ pub fn suite(name: &str) -> Result<SuiteConfig> {
             models: all,
             base: TrainConfig { copy_len: 3, alphabet: 4, lr: 2e-3, ..base(64, 4000, 50, 256) },
             max_seconds: 40.0,
+            lr_grid: vec![],
+            lr_trial_fraction: 0.25,
+            seeds: 1,
         },
         "literature" => SuiteConfig {
             name: name.into(),
@@ -83,6 +100,9 @@ pub fn suite(name: &str) -> Result<SuiteConfig> {
             models: all,
             base: TrainConfig { forget_bias: None, ..base(128, 10_000, 100, 512) },
             max_seconds: 3600.0,
+            lr_grid: vec![],
+            lr_trial_fraction: 0.25,
+            seeds: 1,
         },
         other => bail!("unknown suite '{other}': expected one of {}", SUITES.join(", ")),
     })
@@ -129,6 +149,15 @@ impl SuiteConfig {
     pub fn validate(&self) -> Result<()> {
         if self.max_seconds.is_nan() || self.max_seconds <= 0.0 {
             bail!("max-seconds must be > 0 (got {})", self.max_seconds);
+        }
+        if let Some(lr) = self.lr_grid.iter().find(|lr| !(lr.is_finite() && **lr > 0.0)) {
+            bail!("--lr-grid: every rate must be a finite number > 0 (got {lr})");
+        }
+        if !(self.lr_trial_fraction > 0.0 && self.lr_trial_fraction < 1.0) {
+            bail!("--lr-trial-fraction must be in (0, 1) (got {})", self.lr_trial_fraction);
+        }
+        if self.seeds == 0 {
+            bail!("--seeds must be at least 1");
         }
         for (name, cfg) in self.runs() {
             cfg.validate().with_context(|| format!("suite run {name}"))?;
@@ -180,32 +209,33 @@ pub fn run_suite(
         .filter(|(i, _)| i % shard.count == shard.index)
         .map(|(_, r)| r)
         .collect();
+    let trials_dir = out.join("trials");
     for (k, (name, cfg)) in mine.iter().enumerate() {
-        if interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
-            break;
-        }
-        let dir: PathBuf = runs_dir.join(name);
-        if dir.join(crate::train::run_dir::SUMMARY).exists() {
+        let cell = grid::CellRun {
+            name,
+            cfg,
+            runs_dir: &runs_dir,
+            trials_dir: &trials_dir,
+            lr_grid: &suite.lr_grid,
+            trial_fraction: suite.lr_trial_fraction,
+            seeds: suite.seeds,
+            max_seconds: suite.max_seconds,
+            quiet,
+            interrupt: interrupt.clone(),
+        };
+        if cell.is_done() {
             eprintln!("[{}/{}] {name}: done earlier, kept", k + 1, mine.len());
             continue;
-        }
-        // A run cut short earlier restarts from scratch: a bench run is its budget, not its steps.
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
         if quiet {
             eprintln!("[{}/{}] {name}", k + 1, mine.len());
         }
-        let opts = RunOptions {
-            out: dir,
-            resume: false,
-            quiet,
-            interrupt: interrupt.clone(),
-            max_seconds: Some(suite.max_seconds),
-        };
-        train(cfg, &opts).with_context(|| format!("bench run {name}"))?;
+        if !cell.run()? {
+            break;
+        }
     }
     let rows = collect_results(&[runs_dir])?;
+    probe_longest(&rows, out)?;
     write_report(&rows, out)?;
     Ok(rows)
 }

@@ -1,6 +1,6 @@
 //! `gradscope bench` (run a suite and report) and `gradscope report` (merge finished runs).
 
-use crate::bench::{collect_results, run_suite, suite, Shard, SuiteConfig};
+use crate::bench::{collect_results, run_suite, suite, GradIndex, Shard, SuiteConfig};
 use crate::models::Family;
 use crate::train::TaskName;
 use anyhow::Result;
@@ -45,9 +45,23 @@ pub struct BenchArgs {
     /// Wall-clock budget of every run, in seconds.
     #[arg(long)]
     pub max_seconds: Option<f64>,
-    /// Seed of every run.
+    /// Seed of every run (the first seed with --seeds).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Seeds per (task, T, model): a cell counts as solved when more than half of them solve it.
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Learning rate of every run (when there is no --lr-grid).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Learning rates to try per (task, T, model), comma-separated, e.g. 3e-4,1e-3,3e-3: each
+    /// trains for --lr-trial-fraction of the budget; the best on the held-out set finishes it.
+    /// "none" turns a suite's grid off.
+    #[arg(long, value_name = "RATES")]
+    pub lr_grid: Option<LrGrid>,
+    /// Share of each run's budget (steps and seconds) that each rate of the grid trains for, in (0, 1).
+    #[arg(long)]
+    pub lr_trial_fraction: Option<f64>,
     /// Print only one line per run instead of progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -85,8 +99,44 @@ impl BenchArgs {
         if let Some(v) = self.max_seconds {
             s.max_seconds = v;
         }
+        if let Some(v) = self.seeds {
+            s.seeds = v;
+        }
+        if let Some(v) = self.lr {
+            s.base.lr = v;
+            if self.lr_grid.is_none() {
+                s.lr_grid.clear();
+            }
+        }
+        if let Some(LrGrid(v)) = &self.lr_grid {
+            s.lr_grid = v.clone();
+        }
+        if let Some(v) = self.lr_trial_fraction {
+            s.lr_trial_fraction = v;
+        }
         s.validate()?;
         Ok(s)
+    }
+}
+
+/// `--lr-grid`: rates separated by commas, or `none`.
+#[derive(Clone, Debug)]
+pub struct LrGrid(pub Vec<f64>);
+
+impl std::str::FromStr for LrGrid {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s.trim() == "none" {
+            return Ok(LrGrid(vec![]));
+        }
+        let rates = s
+            .split(',')
+            .map(|r| r.trim().parse::<f64>().map_err(|_| format!("'{r}' is not a number")))
+            .collect::<std::result::Result<Vec<f64>, String>>()?;
+        if let Some(r) = rates.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+            return Err(format!("every rate must be a finite number > 0 (got {r})"));
+        }
+        Ok(LrGrid(rates))
     }
 }
 
@@ -96,7 +146,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let shard = args.shard.unwrap_or(Shard { index: 0, count: 1 });
     let started = std::time::Instant::now();
     let rows = run_suite(&suite, &out, shard, args.quiet, Some(super::interrupt_flag()))?;
-    println!("{}", crate::bench::report_text(&rows));
+    println!("{}", crate::bench::report_text(&rows, &GradIndex::load(&out, &rows)?));
     println!(
         "suite '{}' ({} runs here) took {:.0} s; report in {}",
         suite.name,
@@ -119,8 +169,9 @@ pub struct ReportArgs {
 
 pub fn report(args: ReportArgs) -> Result<()> {
     let rows = collect_results(&args.dirs)?;
+    crate::bench::probe_longest(&rows, &args.out)?;
     crate::bench::write_report(&rows, &args.out)?;
-    println!("{}", crate::bench::report_text(&rows));
+    println!("{}", crate::bench::report_text(&rows, &GradIndex::load(&args.out, &rows)?));
     println!("merged {} runs into {}", rows.len(), args.out.join("report.md").display());
     Ok(())
 }

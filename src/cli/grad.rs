@@ -1,15 +1,13 @@
 //! `gradscope grad`: ‖∂L/∂h_t‖ against distance for fresh or trained models, with decay metrics,
 //! CSV/JSON and a plot.
 
-use crate::device::parse_device;
 use crate::models::{Family, InitScheme, Nonlinearity};
 use crate::probe::report::{metrics_table, saturation_lines, write_probe_outputs};
-use crate::probe::{measure, LossKind, Probe};
+use crate::probe::{LossKind, Probe};
 use crate::tasks::AddingVariant;
 use crate::train::run_dir::CONFIG;
-use crate::train::{eval_set, RunDir, TaskName, TrainConfig};
-use anyhow::{bail, Context, Result};
-use candle_nn::VarMap;
+use crate::train::{probe_gradients, TaskName, TrainConfig};
+use anyhow::{bail, Result};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -116,9 +114,6 @@ impl GradArgs {
 pub fn run(args: GradArgs) -> Result<()> {
     let loss = args.loss.unwrap_or_default();
     let batch = args.batch.unwrap_or(32);
-    if batch == 0 {
-        bail!("--batch must be ≥ 1 (got 0)");
-    }
     let mut jobs: Vec<(String, TrainConfig, Option<PathBuf>)> = Vec::new();
     for dir in &args.run {
         let saved = dir.join(CONFIG);
@@ -153,32 +148,7 @@ pub fn run(args: GradArgs) -> Result<()> {
 
     let mut probes: Vec<Probe> = Vec::new();
     for (name, cfg, run) in &jobs {
-        cfg.validate().with_context(|| format!("model {name}"))?;
-        let device = parse_device(&cfg.device)?;
-        // A trained language model keeps its own tokenizer.
-        let task = cfg.build_task_in(run.as_deref())?;
-        let (model, varmap) = match run {
-            // A trained model keeps its architecture; only the task length may change.
-            Some(dir) => RunDir::new(dir).load_model(&device)?,
-            None => {
-                let varmap = VarMap::new();
-                (cfg.model_config(task.as_ref()).init(&varmap, cfg.seed, &device)?, varmap)
-            }
-        };
-        let model_cfg = model.config();
-        if model_cfg.family == Family::Gpt && task.spec().steps > model_cfg.context {
-            bail!(
-                "{name}: the gpt's context is {} steps, the task needs {}",
-                model_cfg.context,
-                task.spec().steps
-            );
-        }
-        TrainConfig { batch, eval_size: batch, ..cfg.clone() }
-            .check_memory(model_cfg)
-            .with_context(|| format!("model {name}"))?;
-        let probe_batch = eval_set(task.as_ref(), batch, batch, &device)?.remove(0);
-        let probe = measure(&model, &varmap, task.as_ref(), &probe_batch, loss, name)?;
-        probes.push(probe);
+        probes.push(probe_gradients(name, cfg, run.as_deref(), batch, loss)?);
     }
     let task_desc = {
         let c = &jobs[0].1;

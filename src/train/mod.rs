@@ -5,6 +5,7 @@
 
 pub mod clip;
 pub mod config;
+mod gradients;
 mod nonfinite;
 pub mod optim;
 pub mod run_dir;
@@ -13,6 +14,7 @@ mod trainer;
 
 pub use clip::{clip_grad_norm, clip_grad_value, global_grad_norm};
 pub use config::{OnNonFinite, TaskName, TrainConfig};
+pub use gradients::probe_gradients;
 pub use optim::{Optimizer, OptimizerConfig};
 pub use run_dir::{MetricsRecord, RunDir, StopReason, Summary};
 pub use schedule::{LrSchedule, ScheduleKind};

@@ -65,6 +65,11 @@ pub struct Summary {
     pub hidden: usize,
     pub layers: usize,
     pub parameters: usize,
+    /// The learning rate and seed the run trained with (absent in older runs' summaries).
+    #[serde(default)]
+    pub lr: Option<f64>,
+    #[serde(default)]
+    pub seed: Option<u64>,
     pub steps: u64,
     pub eval_loss: f64,
     pub eval_accuracy: Option<f64>,

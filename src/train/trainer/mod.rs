@@ -285,6 +285,8 @@ impl Trainer<'_> {
             hidden: self.cfg.hidden,
             layers: self.cfg.layers,
             parameters: parameter_count(&self.varmap),
+            lr: Some(self.cfg.lr),
+            seed: Some(self.cfg.seed),
             steps: self.step,
             eval_loss: metrics.loss,
             eval_accuracy: metrics.accuracy,
