@@ -4,22 +4,24 @@
 # blocks (one block has no nonlinearity before its recurrence to form the marker-value product),
 # Mamba at 3e-3 with one block, the LSTM at its usual 1e-3 with forget-gate bias 1), Adam, clip 1,
 # hidden 128, batch 64, stopping when solved or after BUDGET seconds (default 300). MODELS picks
-# the families (default "mingru minlstm lru mamba lstm"). Writes runs/modern/<task>-t<T>-<model>/
-# and prints one line per run.
+# the families (default "mingru minlstm lru mamba lstm"; rnn, gru and gpt run at 1e-3), JOBS the
+# tasks (default "adding:200 adding:1000 copy:200"). Writes runs/modern/<task>-t<T>-<model>/ and
+# prints one line per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=target/release/gradscope
 cargo build --release --quiet
 budget=${BUDGET:-300}
 out=runs/modern
-for job in "adding 200" "adding 1000" "copy 200"; do
-  set -- $job
+for job in ${JOBS:-adding:200 adding:1000 copy:200}; do
+  set -- ${job/:/ }
   for model in ${MODELS:-mingru minlstm lru mamba lstm}; do
     case $model in
       lstm) extra=(--lr 1e-3 --forget-bias 1) ;;
       lru) extra=(--lr 3e-3 --layers 2) ;;
       mamba) extra=(--lr 3e-3) ;;
-      *) extra=(--lr 1e-2) ;;
+      mingru | minlstm) extra=(--lr 1e-2) ;;
+      *) extra=(--lr 1e-3) ;;
     esac
     dir=$out/$1-t$2-$model
     rm -rf "$dir"
