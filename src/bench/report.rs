@@ -161,8 +161,11 @@ pub fn markdown_table(rows: &[ResultRow], grads: &GradIndex) -> String {
         let (efold, decades) = match grads.get(m) {
             Some((a, b)) => {
                 let e = |d: &Option<DecayMetrics>| d.as_ref().map_or("—".into(), efold_text);
-                let dec = |d: &Option<DecayMetrics>| {
-                    d.as_ref().map_or("—".into(), |d| format!("{:.2}", d.decades))
+                // JSON has no infinity: a curve that reaches 0 (∞ decades) reads back as NaN.
+                let dec = |d: &Option<DecayMetrics>| match d {
+                    Some(d) if d.decades.is_finite() => format!("{:.2}", d.decades),
+                    Some(_) => "∞".into(),
+                    None => "—".into(),
                 };
                 (format!("{} → {}", e(a), e(b)), format!("{} → {}", dec(a), dec(b)))
             }
