@@ -302,6 +302,41 @@ fn bench_picks_a_learning_rate_per_cell_and_runs_seeds() {
     assert!(stderr(&o).matches("done earlier, kept").count() == 2, "{}", stderr(&o));
 }
 
+/// `--lr-grid-at shortest-length`: the grid runs at a task's shortest length only, and the
+/// longer length trains at the rate each model chose there.
+#[test]
+fn bench_reuses_the_shortest_lengths_learning_rate() {
+    let dir = tempdir("bench-grid-at");
+    let out = dir.join("b");
+    let o = gradscope(&[
+        "bench",
+        "--quick",
+        "--quiet",
+        "--tasks",
+        "adding",
+        "--adding-lengths",
+        "6,10",
+        "--models",
+        "gru",
+        "--lr-grid",
+        "1e-4,1e-2",
+        "--lr-grid-at",
+        "shortest-length",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let short = json(&out.join("runs/adding-T6-gru/lr-search.json"));
+    assert_eq!(short["trials"].as_array().unwrap().len(), 2);
+    let long = json(&out.join("runs/adding-T10-gru/lr-search.json"));
+    assert_eq!(long["from"], "adding-T6-gru");
+    assert_eq!(long["chosen"], short["chosen"]);
+    assert_eq!(json(&out.join("runs/adding-T10-gru/summary.json"))["lr"], short["chosen"]);
+    assert!(!out.join("trials/adding-T10-gru").exists(), "no search at the longer length");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("(the rate adding-T6-gru chose)"), "{report}");
+}
+
 #[test]
 fn bad_bench_flags_name_the_flag_and_exit_2() {
     let dir = tempdir("bench-bad");
@@ -310,6 +345,7 @@ fn bad_bench_flags_name_the_flag_and_exit_2() {
         (&["--lr-grid", "fast"], "--lr-grid"),
         (&["--seeds", "0"], "--seeds must be at least 1"),
         (&["--lr-trial-fraction", "1"], "--lr-trial-fraction must be in (0, 1)"),
+        (&["--lr-grid-at", "longest"], "--lr-grid-at"),
     ] {
         let out = dir.join("x");
         let mut args = vec!["bench", "--quick", "--out", out.to_str().unwrap()];

@@ -20,6 +20,8 @@ pub struct CellRun<'a> {
     /// `out/trials`: the learning-rate trials, one directory per rate.
     pub trials_dir: &'a Path,
     pub lr_grid: &'a [f64],
+    /// The run whose chosen rate `cfg.lr` is (no grid here), recorded in `lr-search.json`.
+    pub lr_from: Option<&'a str>,
     /// The share of the budget (seconds and steps) each trial gets.
     pub trial_fraction: f64,
     pub seeds: usize,
@@ -34,6 +36,9 @@ pub struct LrSearch {
     pub trials: Vec<LrTrial>,
     pub chosen: f64,
     pub criterion: String,
+    /// Set when the rate was chosen by another run's search (then `trials` is empty).
+    #[serde(default)]
+    pub from: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -94,6 +99,18 @@ impl CellRun<'_> {
                 return Ok(false);
             }
             self.train_fresh(&seed_cfg, &dir, self.max_seconds)?;
+            if let Some(from) = self.lr_from.filter(|_| k == 0) {
+                let search = LrSearch {
+                    trials: vec![],
+                    chosen: cfg.lr,
+                    criterion: LR_CRITERION.into(),
+                    from: Some(from.to_string()),
+                };
+                crate::util::write_atomic(
+                    &dir.join(LR_SEARCH),
+                    serde_json::to_string_pretty(&search)?.as_bytes(),
+                )?;
+            }
         }
         Ok(true)
     }
@@ -132,6 +149,7 @@ impl CellRun<'_> {
                 .collect(),
             chosen: *lr,
             criterion: LR_CRITERION.into(),
+            from: None,
         };
         if dest.exists() {
             std::fs::remove_dir_all(dest).with_context(|| format!("clearing {}", dest.display()))?;

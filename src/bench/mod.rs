@@ -36,6 +36,10 @@ pub struct SuiteConfig {
     /// `lr-trial-fraction` of the budget; the best on the held-out set finishes it.
     pub lr_grid: Vec<f64>,
     pub lr_trial_fraction: f64,
+    /// Where the grid runs: at every length, or at each task's shortest length only, the longer
+    /// lengths training at the rate chosen there (a rate whose benefit shows late, like the GPT's
+    /// on copy, cannot show in a short trial at a long length).
+    pub lr_grid_at: LrGridAt,
     /// Seeds per cell (`base.seed`, `base.seed + 1`, ...), all at the cell's chosen rate; a cell
     /// is solved when more than half of them solve it.
     pub seeds: usize,
@@ -44,6 +48,24 @@ pub struct SuiteConfig {
 impl Default for SuiteConfig {
     fn default() -> Self {
         suite("default").expect("the default suite exists")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrGridAt {
+    EveryLength,
+    ShortestLength,
+}
+
+impl std::str::FromStr for LrGridAt {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "every-length" => Ok(LrGridAt::EveryLength),
+            "shortest-length" => Ok(LrGridAt::ShortestLength),
+            other => Err(format!("unknown '{other}': expected every-length or shortest-length")),
+        }
     }
 }
 
@@ -86,6 +108,7 @@ pub fn suite(name: &str) -> Result<SuiteConfig> {
             max_seconds: 5.0,
             lr_grid: vec![],
             lr_trial_fraction: 0.25,
+            lr_grid_at: LrGridAt::EveryLength,
             seeds: 1,
         },
         // Every family at a short and a long length of each task, so the table shows where each
@@ -99,9 +122,10 @@ pub fn suite(name: &str) -> Result<SuiteConfig> {
             copy_lengths: vec![20, 100],
             models: every_family,
             base: TrainConfig { copy_len: 3, alphabet: 8, ..base(64, 4000, 50, 256) },
-            max_seconds: 15.0,
+            max_seconds: 25.0,
             lr_grid: vec![3e-4, 1e-3, 3e-3, 1e-2],
             lr_trial_fraction: 0.2,
+            lr_grid_at: LrGridAt::ShortestLength,
             seeds: 1,
         },
         "literature" => SuiteConfig {
@@ -114,6 +138,7 @@ pub fn suite(name: &str) -> Result<SuiteConfig> {
             max_seconds: 3600.0,
             lr_grid: vec![],
             lr_trial_fraction: 0.25,
+            lr_grid_at: LrGridAt::EveryLength,
             seeds: 1,
         },
         other => bail!("unknown suite '{other}': expected one of {}", SUITES.join(", ")),
@@ -124,6 +149,22 @@ impl SuiteConfig {
     pub fn from_toml_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing suite {}", path.display()))
+    }
+
+    /// With `lr-grid-at = "shortest-length"`, the run whose chosen rate a longer run reuses: the
+    /// same task and model at the task's shortest length (None for that run itself).
+    pub fn lr_reference(&self, cfg: &TrainConfig) -> Option<String> {
+        if self.lr_grid_at != LrGridAt::ShortestLength {
+            return None;
+        }
+        let shortest = *match cfg.task {
+            TaskName::Adding => &self.adding_lengths,
+            TaskName::Copy => &self.copy_lengths,
+            TaskName::Text => return None,
+        }
+        .iter()
+        .min()?;
+        (cfg.seq_len > shortest).then(|| format!("{}-T{shortest}-{}", cfg.task, cfg.model))
     }
 
     /// The grid in a fixed order: task, then length, then model.
@@ -223,12 +264,32 @@ pub fn run_suite(
         .collect();
     let trials_dir = out.join("trials");
     for (k, (name, cfg)) in mine.iter().enumerate() {
+        let mut cfg = cfg.clone();
+        let mut lr_grid = suite.lr_grid.as_slice();
+        let mut lr_from = None;
+        if let Some(shortest) = suite.lr_reference(&cfg).filter(|_| !lr_grid.is_empty()) {
+            let dir = grid::seed_dir(&runs_dir, &shortest, suite.seeds, cfg.seed);
+            match crate::train::RunDir::new(&dir)
+                .read_json::<crate::train::Summary>(crate::train::run_dir::SUMMARY)
+            {
+                Ok(summary) if summary.lr.is_some() => {
+                    cfg.lr = summary.lr.unwrap_or(cfg.lr);
+                    lr_grid = &[];
+                    lr_from = Some(shortest);
+                }
+                // Another shard runs the shortest length: search the grid here instead.
+                _ => eprintln!(
+                    "{name}: {shortest} has not finished here; searching the learning rate at this length"
+                ),
+            }
+        }
         let cell = grid::CellRun {
             name,
-            cfg,
+            cfg: &cfg,
             runs_dir: &runs_dir,
             trials_dir: &trials_dir,
-            lr_grid: &suite.lr_grid,
+            lr_grid,
+            lr_from: lr_from.as_deref(),
             trial_fraction: suite.lr_trial_fraction,
             seeds: suite.seeds,
             max_seconds: suite.max_seconds,

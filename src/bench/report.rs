@@ -334,20 +334,17 @@ fn lr_section(rows: &[ResultRow]) -> Result<String> {
             })
             .collect();
         let m = cell.first();
-        lines.push(format!(
-            "- {} T={} {}: **{:e}** ({})",
-            m.task,
-            m.seq_len,
-            m.model,
-            search.chosen,
-            trials.join("; ")
-        ));
+        let how = match &search.from {
+            Some(from) => format!("the rate {from} chose"),
+            None => trials.join("; "),
+        };
+        lines.push(format!("- {} T={} {}: **{:e}** ({how})", m.task, m.seq_len, m.model, search.chosen));
     }
     if lines.is_empty() {
         return Ok(String::new());
     }
     Ok(format!(
-        "\n## Learning rates\n\nEach rate trained for a share of the run's budget; kept: {}.\n\n{}\n",
+        "\n## Learning rates\n\nEach rate of the grid trained for a share of the run's budget; kept: {}.\n\n{}\n",
         super::LR_CRITERION,
         lines.join("\n")
     ))

@@ -1,6 +1,6 @@
 //! `gradscope bench` (run a suite and report) and `gradscope report` (merge finished runs).
 
-use crate::bench::{collect_results, run_suite, suite, GradIndex, Shard, SuiteConfig};
+use crate::bench::{collect_results, run_suite, suite, GradIndex, LrGridAt, Shard, SuiteConfig};
 use crate::models::Family;
 use crate::train::TaskName;
 use anyhow::Result;
@@ -62,6 +62,10 @@ pub struct BenchArgs {
     /// Share of each run's budget (steps and seconds) that each rate of the grid trains for, in (0, 1).
     #[arg(long)]
     pub lr_trial_fraction: Option<f64>,
+    /// Where the grid runs: every-length, or shortest-length (longer lengths of a task reuse the
+    /// rate each model chose at the task's shortest length).
+    #[arg(long, value_name = "WHERE")]
+    pub lr_grid_at: Option<LrGridAt>,
     /// Print only one line per run instead of progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -113,6 +117,9 @@ impl BenchArgs {
         }
         if let Some(v) = self.lr_trial_fraction {
             s.lr_trial_fraction = v;
+        }
+        if let Some(v) = self.lr_grid_at {
+            s.lr_grid_at = v;
         }
         s.validate()?;
         Ok(s)
