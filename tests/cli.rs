@@ -335,6 +335,75 @@ fn bench_reuses_the_shortest_lengths_learning_rate() {
     assert!(!out.join("trials/adding-T10-gru").exists(), "no search at the longer length");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("(the rate adding-T6-gru chose)"), "{report}");
+
+    // Shards take whole (task, model) groups, so each longer length finds its shorter one's rate.
+    for shard in ["0/2", "1/2"] {
+        let out = dir.join(format!("shard{}", &shard[..1]));
+        let o = gradscope(&[
+            "bench",
+            "--quick",
+            "--quiet",
+            "--tasks",
+            "adding",
+            "--adding-lengths",
+            "6,10",
+            "--models",
+            "gru,rnn",
+            "--lr-grid",
+            "1e-4,1e-2",
+            "--lr-grid-at",
+            "shortest-length",
+            "--shard",
+            shard,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let model = if shard == "0/2" { "gru" } else { "rnn" };
+        let long = json(&out.join(format!("runs/adding-T10-{model}/lr-search.json")));
+        assert_eq!(long["from"], format!("adding-T6-{model}"), "shard {shard}");
+    }
+}
+
+/// A rate that diverges loses the search instead of ending the bench, and a re-run with another
+/// seed does not reuse the first seed's trials.
+#[test]
+fn bench_survives_a_diverging_rate_and_retrains_stale_trials() {
+    let dir = tempdir("bench-diverge");
+    let out = dir.join("b");
+    let run = |seed: &str| {
+        gradscope(&[
+            "bench",
+            "--quick",
+            "--quiet",
+            "--tasks",
+            "adding",
+            "--models",
+            "rnn",
+            "--lr-grid",
+            "1e-3,1e30",
+            "--seed",
+            seed,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let o = run("0");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let search = json(&out.join("runs/adding-T10-rnn/lr-search.json"));
+    assert_eq!(search["chosen"].as_f64().unwrap(), 1e-3);
+    let failed: Vec<_> =
+        search["trials"].as_array().unwrap().iter().filter(|t| !t["failed"].is_null()).collect();
+    assert_eq!(failed.len(), 1, "{search}");
+    assert_eq!(failed[0]["lr"].as_f64().unwrap(), 1e30);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("1e30: failed ("), "{report}");
+
+    std::fs::remove_dir_all(out.join("runs")).unwrap();
+    let o = run("7");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trial = std::fs::read_to_string(out.join("trials/adding-T10-rnn/lr-1e-3/config.toml")).unwrap();
+    assert!(trial.contains("seed = 7"), "the seed-0 trial was reused: {trial}");
 }
 
 #[test]
@@ -355,6 +424,14 @@ fn bad_bench_flags_name_the_flag_and_exit_2() {
         assert!(stderr(&o).contains(needle), "{flags:?}: {}", stderr(&o));
         assert!(!out.exists(), "{flags:?} created {}", out.display());
     }
+    // A decaying schedule would decay over each trial's share of the steps.
+    let suite = dir.join("cosine.toml");
+    std::fs::write(&suite, "lr-grid = [1e-3]\n[base]\nschedule = \"cosine\"\n").unwrap();
+    let out = dir.join("y");
+    let o = gradscope(&["bench", "--config", suite.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--lr-grid needs a constant learning-rate schedule"), "{}", stderr(&o));
+    assert!(!out.exists());
 }
 
 /// The kernels' narrower instruction sets (what other CPUs run: AVX2 + FMA, baseline SSE2 with

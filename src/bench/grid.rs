@@ -2,9 +2,9 @@
 //! learning-rate grid trains for a share of the budget, the best on the held-out set is kept and
 //! finishes the budget, and further seeds train at the chosen rate.
 
-use crate::train::run_dir::SUMMARY;
-use crate::train::{train, RunDir, RunOptions, StopReason, Summary, TrainConfig};
-use anyhow::{Context, Result};
+use crate::train::run_dir::{CONFIG, SUMMARY};
+use crate::train::{train, Interrupted, RunDir, RunOptions, StopReason, Summary, TrainConfig};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
@@ -47,11 +47,18 @@ pub struct LrTrial {
     pub steps: u64,
     pub solved: bool,
     pub steps_to_solve: Option<u64>,
+    #[serde(deserialize_with = "crate::util::nullable::f64")]
     pub eval_loss: f64,
+    /// Why the trial ended in an error (a diverging rate), if it did.
+    #[serde(default)]
+    pub failed: Option<String>,
 }
 
 /// Written into the run the search kept (the cell's first seed).
 pub const LR_SEARCH: &str = "lr-search.json";
+
+/// Written into a trial whose training failed (a diverging rate), with the error.
+const TRIAL_FAILED: &str = "trial-failed.txt";
 
 pub const LR_CRITERION: &str =
     "solved first (fewest steps to solve), then the lowest held-out loss at the end of the trial";
@@ -98,19 +105,13 @@ impl CellRun<'_> {
             if self.interrupted() {
                 return Ok(false);
             }
-            self.train_fresh(&seed_cfg, &dir, self.max_seconds)?;
-            if let Some(from) = self.lr_from.filter(|_| k == 0) {
-                let search = LrSearch {
-                    trials: vec![],
-                    chosen: cfg.lr,
-                    criterion: LR_CRITERION.into(),
-                    from: Some(from.to_string()),
-                };
-                crate::util::write_atomic(
-                    &dir.join(LR_SEARCH),
-                    serde_json::to_string_pretty(&search)?.as_bytes(),
-                )?;
-            }
+            let search = self.lr_from.filter(|_| k == 0).map(|from| LrSearch {
+                trials: vec![],
+                chosen: cfg.lr,
+                criterion: LR_CRITERION.into(),
+                from: Some(from.to_string()),
+            });
+            self.train_fresh(&seed_cfg, &dir, self.max_seconds, search.as_ref())?;
         }
         Ok(true)
     }
@@ -122,20 +123,39 @@ impl CellRun<'_> {
         let trial_steps = ((self.cfg.steps as f64 * self.trial_fraction).ceil() as u64).max(1);
         let trial_seconds = self.max_seconds * self.trial_fraction;
         let mut done: Vec<(f64, PathBuf, Summary)> = Vec::new();
+        let mut failed: Vec<(f64, String)> = Vec::new();
         for &lr in self.lr_grid {
             let dir = trials_dir.join(format!("lr-{lr:e}"));
             let cfg = TrainConfig { lr, steps: trial_steps, ..self.cfg.clone() };
-            if !dir.join(SUMMARY).exists() {
+            // A trial left by another configuration (seed, steps, budget share) is not this one.
+            let saved = std::fs::read_to_string(dir.join(CONFIG)).unwrap_or_default();
+            let current = saved == cfg.to_toml()?;
+            if current && dir.join(TRIAL_FAILED).exists() {
+                failed.push((lr, std::fs::read_to_string(dir.join(TRIAL_FAILED)).unwrap_or_default()));
+                continue;
+            }
+            if !(current && dir.join(SUMMARY).exists()) {
                 if self.interrupted() {
                     return Ok(None);
                 }
-                self.train_fresh(&cfg, &dir, trial_seconds)?;
+                // A rate that diverges loses the search; it does not end the bench.
+                if let Err(e) = self.train_fresh(&cfg, &dir, trial_seconds, None) {
+                    if e.downcast_ref::<Interrupted>().is_some() {
+                        return Err(e);
+                    }
+                    let why = format!("{e:#}");
+                    crate::util::write_atomic(&dir.join(TRIAL_FAILED), why.as_bytes())?;
+                    failed.push((lr, why));
+                    continue;
+                }
             }
             let summary: Summary = RunDir::new(&dir).read_json(SUMMARY)?;
             done.push((lr, dir, summary));
         }
-        let (lr, best, summary) =
-            done.iter().min_by(|a, b| compare_trials(&a.2, &b.2)).expect("the grid is not empty");
+        let Some((lr, best, summary)) = done.iter().min_by(|a, b| compare_trials(&a.2, &b.2)) else {
+            let (lr, why) = &failed[0];
+            bail!("{}: every rate of the learning-rate grid failed (lr {lr:e}: {why})", self.name);
+        };
         let search = LrSearch {
             trials: done
                 .iter()
@@ -145,7 +165,16 @@ impl CellRun<'_> {
                     solved: s.solved,
                     steps_to_solve: s.steps_to_solve,
                     eval_loss: s.eval_loss,
+                    failed: None,
                 })
+                .chain(failed.iter().map(|(lr, why)| LrTrial {
+                    lr: *lr,
+                    steps: 0,
+                    solved: false,
+                    steps_to_solve: None,
+                    eval_loss: f64::NAN,
+                    failed: Some(why.clone()),
+                }))
                 .collect(),
             chosen: *lr,
             criterion: LR_CRITERION.into(),
@@ -159,12 +188,13 @@ impl CellRun<'_> {
         crate::util::write_atomic(&dest.join(LR_SEARCH), serde_json::to_string_pretty(&search)?.as_bytes())?;
         let cfg = TrainConfig { lr: *lr, ..self.cfg.clone() };
         if matches!(summary.stopped, StopReason::Solved) || summary.steps >= cfg.steps {
-            std::fs::copy(best.join(SUMMARY), dest.join(SUMMARY))
-                .with_context(|| format!("copying {}", best.join(SUMMARY).display()))?;
+            let bytes = std::fs::read(best.join(SUMMARY))
+                .with_context(|| format!("reading {}", best.join(SUMMARY).display()))?;
+            crate::util::write_atomic(&dest.join(SUMMARY), &bytes)?;
             return Ok(Some(*lr));
         }
         // The resolved config saved with the run is the one it finishes under (all its steps).
-        crate::util::write_atomic(&dest.join(crate::train::run_dir::CONFIG), cfg.to_toml()?.as_bytes())?;
+        crate::util::write_atomic(&dest.join(CONFIG), cfg.to_toml()?.as_bytes())?;
         let opts = RunOptions {
             out: dest.to_path_buf(),
             resume: true,
@@ -178,9 +208,23 @@ impl CellRun<'_> {
 
     /// A run from scratch; a directory left by a run cut short earlier is cleared first, since a
     /// bench run is its budget, not its steps.
-    fn train_fresh(&self, cfg: &TrainConfig, dir: &Path, max_seconds: f64) -> Result<Summary> {
+    /// `search`, if given, is written before training starts, so a finished run always has it.
+    fn train_fresh(
+        &self,
+        cfg: &TrainConfig,
+        dir: &Path,
+        max_seconds: f64,
+        search: Option<&LrSearch>,
+    ) -> Result<Summary> {
         if dir.exists() {
             std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+        if let Some(search) = search {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            crate::util::write_atomic(
+                &dir.join(LR_SEARCH),
+                serde_json::to_string_pretty(search)?.as_bytes(),
+            )?;
         }
         let opts = RunOptions {
             out: dir.to_path_buf(),

@@ -177,7 +177,11 @@ impl SuiteConfig {
                 // Language modelling has no length grid; `gradscope train --task text` runs it.
                 TaskName::Text => continue,
             };
-            for &t in lengths {
+            // Ascending, so a length's learning rate can come from the shortest one (lr-grid-at).
+            let mut lengths = lengths.clone();
+            lengths.sort_unstable();
+            lengths.dedup();
+            for t in lengths {
                 for &model in &self.models {
                     let mut cfg = self.base.clone();
                     cfg.task = task;
@@ -212,8 +216,18 @@ impl SuiteConfig {
         if self.seeds == 0 {
             bail!("--seeds must be at least 1");
         }
+        if !self.lr_grid.is_empty() && self.base.schedule != crate::train::ScheduleKind::Constant {
+            bail!("--lr-grid needs a constant learning-rate schedule: a trial would decay over its own share of the steps");
+        }
         for (name, cfg) in self.runs() {
             cfg.validate().with_context(|| format!("suite run {name}"))?;
+            // Every trial of the grid must be a valid run too (e.g. warm-up within its steps).
+            for &lr in &self.lr_grid {
+                let steps = ((cfg.steps as f64 * self.lr_trial_fraction).ceil() as u64).max(1);
+                TrainConfig { lr, steps, ..cfg.clone() }
+                    .validate()
+                    .with_context(|| format!("suite run {name}, the --lr-grid trial at lr {lr:e}"))?;
+            }
         }
         if self.runs().is_empty() {
             bail!("the suite has no runs (no tasks, lengths or models)");
@@ -222,7 +236,8 @@ impl SuiteConfig {
     }
 }
 
-/// `--shard i/n`: which part of the grid this process runs (runs whose index ≡ i mod n).
+/// `--shard i/n`: which part of the grid this process runs (runs whose index ≡ i mod n, or
+/// whole (task, model) groups when the grid runs at the shortest length).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
     pub index: usize,
@@ -255,11 +270,26 @@ pub fn run_suite(
     let runs_dir = out.join("runs");
     std::fs::create_dir_all(&runs_dir).with_context(|| format!("creating {}", runs_dir.display()))?;
     crate::util::write_atomic(&out.join("suite.toml"), toml::to_string_pretty(suite)?.as_bytes())?;
+    // With the grid at the shortest length, a shard takes whole (task, model) groups, so the
+    // longer lengths find the rate their shortest length chose.
+    let grouped = !suite.lr_grid.is_empty() && suite.lr_grid_at == LrGridAt::ShortestLength;
+    let mut groups: Vec<(TaskName, Family)> = Vec::new();
     let mine: Vec<(String, TrainConfig)> = suite
         .runs()
         .into_iter()
         .enumerate()
-        .filter(|(i, _)| i % shard.count == shard.index)
+        .filter(|(i, (_, cfg))| {
+            let key = if grouped {
+                let group = (cfg.task, cfg.model);
+                groups.iter().position(|g| *g == group).unwrap_or_else(|| {
+                    groups.push(group);
+                    groups.len() - 1
+                })
+            } else {
+                *i
+            };
+            key % shard.count == shard.index
+        })
         .map(|(_, r)| r)
         .collect();
     let trials_dir = out.join("trials");

@@ -185,7 +185,13 @@ pub fn markdown_table(rows: &[ResultRow], grads: &GradIndex) -> String {
             m.lr.map_or("—".into(), |lr| format!("{lr:e}")),
             n,
             name,
-            if n == 1 { format!("{lo:.4}") } else { format!("{lo:.4}–{hi:.4}") },
+            if values.iter().any(|v| v.is_nan()) {
+                "NaN".into()
+            } else if n == 1 {
+                format!("{lo:.4}")
+            } else {
+                format!("{lo:.4}–{hi:.4}")
+            },
             baseline,
             solved,
             to_solve.join(", "),
@@ -328,9 +334,12 @@ fn lr_section(rows: &[ResultRow]) -> Result<String> {
         let trials: Vec<String> = search
             .trials
             .iter()
-            .map(|t| match t.steps_to_solve {
-                Some(k) => format!("{:e}: solved at step {k}", t.lr),
-                None => format!("{:e}: loss {:.4} after {} steps", t.lr, t.eval_loss, t.steps),
+            .map(|t| match (&t.failed, t.steps_to_solve) {
+                (Some(why), _) => {
+                    format!("{:e}: failed ({})", t.lr, why.chars().take(100).collect::<String>())
+                }
+                (None, Some(k)) => format!("{:e}: solved at step {k}", t.lr),
+                (None, None) => format!("{:e}: loss {:.4} after {} steps", t.lr, t.eval_loss, t.steps),
             })
             .collect();
         let m = cell.first();

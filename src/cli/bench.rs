@@ -15,7 +15,8 @@ pub struct BenchArgs {
     /// The sub-minute smoke suite (same as --suite quick).
     #[arg(long, conflicts_with_all = ["suite", "config"])]
     pub quick: bool,
-    /// A suite as TOML (keys: tasks, adding-lengths, copy-lengths, models, max-seconds, [base]).
+    /// A suite as TOML (keys: tasks, adding-lengths, copy-lengths, models, max-seconds, lr-grid,
+    /// lr-trial-fraction, lr-grid-at, seeds, [base]); keys left out take the default suite's values.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Report directory. [default: runs/bench-<suite>]
@@ -174,6 +175,8 @@ pub struct ReportArgs {
     pub out: PathBuf,
 }
 
+/// Merges finished runs and writes the report; like `bench`, it probes the trained models at each
+/// task's longest length for the gradient figures (on the device each run's config names).
 pub fn report(args: ReportArgs) -> Result<()> {
     let rows = collect_results(&args.dirs)?;
     crate::bench::probe_longest(&rows, &args.out)?;

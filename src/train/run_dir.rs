@@ -71,6 +71,8 @@ pub struct Summary {
     #[serde(default)]
     pub seed: Option<u64>,
     pub steps: u64,
+    /// A diverged run's NaN loss is written as null.
+    #[serde(deserialize_with = "crate::util::nullable::f64")]
     pub eval_loss: f64,
     pub eval_accuracy: Option<f64>,
     pub eval_mse: Option<f64>,
