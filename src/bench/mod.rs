@@ -24,9 +24,10 @@ use std::sync::Arc;
 pub struct SuiteConfig {
     pub name: String,
     pub tasks: Vec<TaskName>,
-    /// Lengths T per task, keyed by task name (`adding = [50, 100]`).
+    /// Lengths T per task (`adding-lengths = [50, 100]`); a task with no lengths runs nothing.
     pub adding_lengths: Vec<usize>,
     pub copy_lengths: Vec<usize>,
+    pub selective_copy_lengths: Vec<usize>,
     pub models: Vec<Family>,
     /// Settings shared by every run (hidden size, batch, lr, clip, steps, ...).
     pub base: TrainConfig,
@@ -103,6 +104,7 @@ pub fn suite(name: &str) -> Result<SuiteConfig> {
             tasks: vec![TaskName::Adding, TaskName::Copy],
             adding_lengths: vec![10],
             copy_lengths: vec![5],
+            selective_copy_lengths: vec![],
             models: all,
             base: TrainConfig { batch: 16, ..base(16, 20, 10, 32) },
             max_seconds: 5.0,
@@ -120,6 +122,7 @@ pub fn suite(name: &str) -> Result<SuiteConfig> {
             tasks: vec![TaskName::Adding, TaskName::Copy],
             adding_lengths: vec![50, 200],
             copy_lengths: vec![20, 100],
+            selective_copy_lengths: vec![],
             models: every_family,
             base: TrainConfig { copy_len: 3, alphabet: 8, ..base(64, 4000, 50, 256) },
             max_seconds: 25.0,
@@ -133,6 +136,7 @@ pub fn suite(name: &str) -> Result<SuiteConfig> {
             tasks: vec![TaskName::Adding, TaskName::Copy],
             adding_lengths: vec![100, 200, 400, 750, 1000],
             copy_lengths: vec![100, 200, 300, 500, 1000],
+            selective_copy_lengths: vec![],
             models: all,
             base: TrainConfig { forget_bias: None, ..base(128, 10_000, 100, 512) },
             max_seconds: 3600.0,
@@ -160,6 +164,7 @@ impl SuiteConfig {
         let shortest = *match cfg.task {
             TaskName::Adding => &self.adding_lengths,
             TaskName::Copy => &self.copy_lengths,
+            TaskName::SelectiveCopy => &self.selective_copy_lengths,
             TaskName::Text => return None,
         }
         .iter()
@@ -174,6 +179,7 @@ impl SuiteConfig {
             let lengths = match task {
                 TaskName::Adding => &self.adding_lengths,
                 TaskName::Copy => &self.copy_lengths,
+                TaskName::SelectiveCopy => &self.selective_copy_lengths,
                 // Language modelling has no length grid; `gradscope train --task text` runs it.
                 TaskName::Text => continue,
             };

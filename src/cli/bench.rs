@@ -15,7 +15,7 @@ pub struct BenchArgs {
     /// The sub-minute smoke suite (same as --suite quick).
     #[arg(long, conflicts_with_all = ["suite", "config"])]
     pub quick: bool,
-    /// A suite as TOML (keys: tasks, adding-lengths, copy-lengths, models, max-seconds, lr-grid,
+    /// A suite as TOML (keys: tasks, adding-lengths, copy-lengths, selective-copy-lengths, models, max-seconds, lr-grid,
     /// lr-trial-fraction, lr-grid-at, seeds, [base]); keys left out take the default suite's values.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -25,7 +25,7 @@ pub struct BenchArgs {
     /// Run only part i of n of the grid (0 ≤ i < n), e.g. --shard $SLURM_ARRAY_TASK_ID/8.
     #[arg(long, value_name = "i/n")]
     pub shard: Option<Shard>,
-    /// Tasks to run, comma-separated (copy, adding).
+    /// Tasks to run, comma-separated (copy, adding, selective-copy).
     #[arg(long, value_delimiter = ',')]
     pub tasks: Option<Vec<TaskName>>,
     /// Adding-problem lengths, comma-separated.
@@ -34,6 +34,9 @@ pub struct BenchArgs {
     /// Copy-task lengths, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub copy_lengths: Option<Vec<usize>>,
+    /// Selective-copy lengths, comma-separated (with --tasks selective-copy).
+    #[arg(long, value_delimiter = ',')]
+    pub selective_copy_lengths: Option<Vec<usize>>,
     /// Models, comma-separated (rnn, lstm, gru, mingru, minlstm, lru, mamba, gpt).
     #[arg(long, value_delimiter = ',')]
     pub models: Option<Vec<Family>>,
@@ -88,6 +91,9 @@ impl BenchArgs {
         }
         if let Some(v) = &self.copy_lengths {
             s.copy_lengths = v.clone();
+        }
+        if let Some(v) = &self.selective_copy_lengths {
+            s.selective_copy_lengths = v.clone();
         }
         if let Some(v) = &self.models {
             s.models = v.clone();

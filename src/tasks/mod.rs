@@ -5,10 +5,12 @@
 
 mod adding;
 mod copy;
+mod selective_copy;
 mod text;
 
 pub use adding::{AddingTask, AddingVariant};
 pub use copy::CopyTask;
+pub use selective_copy::SelectiveCopyTask;
 pub use text::TextTask;
 
 use candle_core::{Device, Result, Tensor};

@@ -8,7 +8,9 @@ mod mamba;
 
 use super::{LrSchedule, OptimizerConfig, ScheduleKind};
 use crate::models::{Family, InitScheme, ModelInput, Nonlinearity, RecurrentBackend, SeqModelConfig};
-use crate::tasks::{AddingTask, AddingVariant, CopyTask, InputKind, Task, TaskSpec, TextTask};
+use crate::tasks::{
+    AddingTask, AddingVariant, CopyTask, InputKind, SelectiveCopyTask, Task, TaskSpec, TextTask,
+};
 use crate::text::{load_corpus, TextTokenizer};
 use crate::util::candle_message;
 use anyhow::{bail, Context, Result};
@@ -21,6 +23,9 @@ use std::path::{Path, PathBuf};
 pub enum TaskName {
     Copy,
     Adding,
+    /// Selective copying (Mamba §4.1): the symbols sit at random positions among noise.
+    #[serde(rename = "selective-copy")]
+    SelectiveCopy,
     /// Language modelling on `--corpus`.
     Text,
 }
@@ -31,8 +36,9 @@ impl std::str::FromStr for TaskName {
         match s.to_ascii_lowercase().as_str() {
             "copy" | "copy-memory" => Ok(TaskName::Copy),
             "adding" => Ok(TaskName::Adding),
+            "selective-copy" | "selective_copy" => Ok(TaskName::SelectiveCopy),
             "text" | "lm" => Ok(TaskName::Text),
-            other => Err(format!("unknown task '{other}': expected copy, adding or text")),
+            other => Err(format!("unknown task '{other}': expected copy, adding, selective-copy or text")),
         }
     }
 }
@@ -42,6 +48,7 @@ impl std::fmt::Display for TaskName {
         f.write_str(match self {
             TaskName::Copy => "copy",
             TaskName::Adding => "adding",
+            TaskName::SelectiveCopy => "selective-copy",
             TaskName::Text => "text",
         })
     }
@@ -330,6 +337,11 @@ impl TrainConfig {
                 output_size: self.alphabet.saturating_add(1),
                 steps: self.task_steps(),
             },
+            TaskName::SelectiveCopy => TaskSpec {
+                input: InputKind::Tokens { vocab: self.alphabet.saturating_add(2) },
+                output_size: self.alphabet,
+                steps: self.task_steps(),
+            },
             TaskName::Text => {
                 let vocab = self.vocab_size.unwrap_or(256);
                 TaskSpec { input: InputKind::Tokens { vocab }, output_size: vocab, steps: self.task_steps() }
@@ -358,7 +370,7 @@ impl TrainConfig {
                 self.eval_size,
                 gb(m.eval_set),
                 match self.task {
-                    TaskName::Copy => ", --copy-len, --alphabet",
+                    TaskName::Copy | TaskName::SelectiveCopy => ", --copy-len, --alphabet",
                     TaskName::Text => ", --vocab-size",
                     TaskName::Adding => "",
                 }
@@ -397,6 +409,7 @@ impl TrainConfig {
     pub fn task_steps(&self) -> usize {
         match self.task {
             TaskName::Copy => self.seq_len.saturating_add(self.copy_len.saturating_mul(2)),
+            TaskName::SelectiveCopy => self.seq_len.saturating_add(self.copy_len),
             TaskName::Adding | TaskName::Text => self.seq_len,
         }
     }
@@ -406,6 +419,9 @@ impl TrainConfig {
     pub fn build_task_in(&self, run_dir: Option<&Path>) -> Result<Box<dyn Task>> {
         Ok(match self.task {
             TaskName::Copy => Box::new(CopyTask::new(self.seq_len, self.copy_len, self.alphabet)?),
+            TaskName::SelectiveCopy => {
+                Box::new(SelectiveCopyTask::new(self.seq_len, self.copy_len, self.alphabet)?)
+            }
             TaskName::Adding => Box::new(AddingTask::new(self.seq_len, self.adding_variant)?),
             TaskName::Text => {
                 let path = self.corpus.as_ref().context("--task text needs --corpus FILE")?;
