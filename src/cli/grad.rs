@@ -28,7 +28,7 @@ pub struct GradArgs {
     /// Sequences whose gradients are measured (the curve is their mean). [default: 32]
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Task: copy | adding. [default: adding]
+    /// Task: copy | adding | selective-copy. [default: adding]
     #[arg(long)]
     pub task: Option<TaskName>,
     /// T. [default: 100, or the run's]

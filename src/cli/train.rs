@@ -27,16 +27,17 @@ pub struct TrainArgs {
     #[arg(long, value_name = "SECONDS")]
     pub max_seconds: Option<f64>,
 
-    /// Task: copy | adding | text. [default: adding]
+    /// Task: copy | adding | selective-copy | text. [default: adding]
     #[arg(long, help_heading = "Task")]
     pub task: Option<TaskName>,
-    /// T: the dependency length (adding: sequence length; copy: the blank gap). [default: 100]
+    /// T: the dependency length (adding: sequence length; copy: the blank gap; selective-copy:
+    /// the noisy stretch the symbols are scattered over). [default: 100]
     #[arg(long, help_heading = "Task")]
     pub seq_len: Option<usize>,
-    /// Copy task: symbols to remember. [default: 10]
+    /// Copy and selective copy: symbols to remember. [default: 10]
     #[arg(long, help_heading = "Task")]
     pub copy_len: Option<usize>,
-    /// Copy task: data alphabet size (blank and delimiter are added). [default: 8]
+    /// Copy and selective copy: data alphabet size (blank/noise and delimiter/marker are added). [default: 8]
     #[arg(long, help_heading = "Task")]
     pub alphabet: Option<usize>,
     /// Adding problem: standard (Le et al. 2015) | hochreiter (1997). [default: standard]
