@@ -164,6 +164,13 @@ fn bad_flags_name_the_flag_and_exit_2() {
             "--copy-len (4) must be ≤ --seq-len (3)",
         ),
         (&["--task", "selective-copy", "--copy-len", "0"], "--copy-len (the symbols to recall) must be ≥ 1"),
+        (&["--task", "copy", "--pairs", "3"], "--pairs applies to --task mqar only"),
+        (&["--task", "mqar", "--pairs", "0"], "--pairs must be ≥ 1"),
+        (&["--task", "mqar", "--pairs", "5", "--alphabet", "8"], "--pairs (5) must be ≤ --alphabet / 2 (4)"),
+        (
+            &["--task", "mqar", "--seq-len", "16", "--pairs", "4", "--alphabet", "16"],
+            "must be ≥ 4 × --pairs + 1",
+        ),
         (&["--device", "tpu"], "invalid device 'tpu'"),
         (&["--on-nonfinite", "ignore"], "unknown --on-nonfinite"),
         (&["--max-seconds", "0"], "--max-seconds"),
@@ -281,6 +288,45 @@ fn selective_copy_trains_to_solved() {
     assert_eq!(summary["solved"], true, "{summary}");
     assert!(summary["eval_accuracy"].as_f64().unwrap() > 0.99);
     assert!((summary["baseline"].as_f64().unwrap() - 4f64.ln()).abs() < 1e-9);
+}
+
+/// MQAR end to end: a GRU learns to recall the values of 2 keys at T = 16.
+#[test]
+fn mqar_trains_to_solved() {
+    let dir = tempdir("mqar");
+    let out = dir.join("run");
+    let o = gradscope(&[
+        "train",
+        "--task",
+        "mqar",
+        "--seq-len",
+        "16",
+        "--pairs",
+        "2",
+        "--alphabet",
+        "8",
+        "--model",
+        "gru",
+        "--hidden",
+        "64",
+        "--steps",
+        "4000",
+        "--eval-every",
+        "50",
+        "--clip",
+        "1",
+        "--lr",
+        "1e-2",
+        "--stop-when-solved",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary = json(&out.join("summary.json"));
+    assert_eq!(summary["task"], "mqar");
+    assert_eq!(summary["solved"], true, "{summary}");
+    assert!((summary["baseline"].as_f64().unwrap() - 4f64.ln()).abs() < 1e-9, "uniform over 4 values");
 }
 
 /// `--lr-grid` trains each rate for a share of the budget and finishes the best one; `--seeds`

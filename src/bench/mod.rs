@@ -28,6 +28,7 @@ pub struct SuiteConfig {
     pub adding_lengths: Vec<usize>,
     pub copy_lengths: Vec<usize>,
     pub selective_copy_lengths: Vec<usize>,
+    pub mqar_lengths: Vec<usize>,
     pub models: Vec<Family>,
     /// Settings shared by every run (hidden size, batch, lr, clip, steps, ...).
     pub base: TrainConfig,
@@ -105,6 +106,7 @@ pub fn suite(name: &str) -> Result<SuiteConfig> {
             adding_lengths: vec![10],
             copy_lengths: vec![5],
             selective_copy_lengths: vec![],
+            mqar_lengths: vec![],
             models: all,
             base: TrainConfig { batch: 16, ..base(16, 20, 10, 32) },
             max_seconds: 5.0,
@@ -123,6 +125,7 @@ pub fn suite(name: &str) -> Result<SuiteConfig> {
             adding_lengths: vec![50, 200],
             copy_lengths: vec![20, 100],
             selective_copy_lengths: vec![],
+            mqar_lengths: vec![],
             models: every_family,
             base: TrainConfig { copy_len: 3, alphabet: 8, ..base(64, 4000, 50, 256) },
             max_seconds: 25.0,
@@ -137,6 +140,7 @@ pub fn suite(name: &str) -> Result<SuiteConfig> {
             adding_lengths: vec![100, 200, 400, 750, 1000],
             copy_lengths: vec![100, 200, 300, 500, 1000],
             selective_copy_lengths: vec![],
+            mqar_lengths: vec![],
             models: all,
             base: TrainConfig { forget_bias: None, ..base(128, 10_000, 100, 512) },
             max_seconds: 3600.0,
@@ -165,6 +169,7 @@ impl SuiteConfig {
             TaskName::Adding => &self.adding_lengths,
             TaskName::Copy => &self.copy_lengths,
             TaskName::SelectiveCopy => &self.selective_copy_lengths,
+            TaskName::Mqar => &self.mqar_lengths,
             TaskName::Text => return None,
         }
         .iter()
@@ -180,6 +185,7 @@ impl SuiteConfig {
                 TaskName::Adding => &self.adding_lengths,
                 TaskName::Copy => &self.copy_lengths,
                 TaskName::SelectiveCopy => &self.selective_copy_lengths,
+                TaskName::Mqar => &self.mqar_lengths,
                 // Language modelling has no length grid; `gradscope train --task text` runs it.
                 TaskName::Text => continue,
             };

@@ -15,7 +15,7 @@ pub struct BenchArgs {
     /// The sub-minute smoke suite (same as --suite quick).
     #[arg(long, conflicts_with_all = ["suite", "config"])]
     pub quick: bool,
-    /// A suite as TOML (keys: tasks, adding-lengths, copy-lengths, selective-copy-lengths, models, max-seconds, lr-grid,
+    /// A suite as TOML (keys: tasks, adding-lengths, copy-lengths, selective-copy-lengths, mqar-lengths, models, max-seconds, lr-grid,
     /// lr-trial-fraction, lr-grid-at, seeds, [base]); keys left out take the default suite's values.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -25,7 +25,7 @@ pub struct BenchArgs {
     /// Run only part i of n of the grid (0 ≤ i < n), e.g. --shard $SLURM_ARRAY_TASK_ID/8.
     #[arg(long, value_name = "i/n")]
     pub shard: Option<Shard>,
-    /// Tasks to run, comma-separated (copy, adding, selective-copy).
+    /// Tasks to run, comma-separated (copy, adding, selective-copy, mqar).
     #[arg(long, value_delimiter = ',')]
     pub tasks: Option<Vec<TaskName>>,
     /// Adding-problem lengths, comma-separated.
@@ -37,6 +37,9 @@ pub struct BenchArgs {
     /// Selective-copy lengths, comma-separated (with --tasks selective-copy).
     #[arg(long, value_delimiter = ',')]
     pub selective_copy_lengths: Option<Vec<usize>>,
+    /// MQAR lengths, comma-separated (with --tasks mqar).
+    #[arg(long, value_delimiter = ',')]
+    pub mqar_lengths: Option<Vec<usize>>,
     /// Models, comma-separated (rnn, lstm, gru, mingru, minlstm, lru, mamba, gpt).
     #[arg(long, value_delimiter = ',')]
     pub models: Option<Vec<Family>>,
@@ -94,6 +97,9 @@ impl BenchArgs {
         }
         if let Some(v) = &self.selective_copy_lengths {
             s.selective_copy_lengths = v.clone();
+        }
+        if let Some(v) = &self.mqar_lengths {
+            s.mqar_lengths = v.clone();
         }
         if let Some(v) = &self.models {
             s.models = v.clone();

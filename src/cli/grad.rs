@@ -28,7 +28,7 @@ pub struct GradArgs {
     /// Sequences whose gradients are measured (the curve is their mean). [default: 32]
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Task: copy | adding | selective-copy. [default: adding]
+    /// Task: copy | adding | selective-copy | mqar. [default: adding]
     #[arg(long)]
     pub task: Option<TaskName>,
     /// T. [default: 100, or the run's]
@@ -38,6 +38,9 @@ pub struct GradArgs {
     pub copy_len: Option<usize>,
     #[arg(long)]
     pub alphabet: Option<usize>,
+    /// MQAR: key-value pairs per sequence. [default: 4]
+    #[arg(long)]
+    pub pairs: Option<usize>,
     #[arg(long)]
     pub adding_variant: Option<AddingVariant>,
     /// Vanilla RNN nonlinearity: tanh | relu | sigmoid | linear.
@@ -104,6 +107,9 @@ impl GradArgs {
             seed,
             device
         );
+        if self.pairs.is_some() {
+            cfg.pairs = self.pairs;
+        }
         if self.init_gain.is_some() {
             cfg.init_gain = self.init_gain;
         }

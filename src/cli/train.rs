@@ -27,7 +27,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "SECONDS")]
     pub max_seconds: Option<f64>,
 
-    /// Task: copy | adding | selective-copy | text. [default: adding]
+    /// Task: copy | adding | selective-copy | mqar | text. [default: adding]
     #[arg(long, help_heading = "Task")]
     pub task: Option<TaskName>,
     /// T: the dependency length (adding: sequence length; copy: the blank gap; selective-copy:
@@ -37,9 +37,13 @@ pub struct TrainArgs {
     /// Copy and selective copy: symbols to remember. [default: 10]
     #[arg(long, help_heading = "Task")]
     pub copy_len: Option<usize>,
-    /// Copy and selective copy: data alphabet size (blank/noise and delimiter/marker are added). [default: 8]
+    /// Copy and selective copy: data alphabet size (blank/noise and delimiter/marker are added);
+    /// mqar: all tokens (keys from the lower half, values from the upper). [default: 8]
     #[arg(long, help_heading = "Task")]
     pub alphabet: Option<usize>,
+    /// MQAR: key-value pairs per sequence. [default: 4]
+    #[arg(long, help_heading = "Task")]
+    pub pairs: Option<usize>,
     /// Adding problem: standard (Le et al. 2015) | hochreiter (1997). [default: standard]
     #[arg(long, help_heading = "Task")]
     pub adding_variant: Option<AddingVariant>,
@@ -196,7 +200,7 @@ impl TrainArgs {
             task, seq_len, copy_len, alphabet, adding_variant, model, nonlinearity, hidden, layers, heads,
             dropout, init, batch, steps, optimizer, lr, momentum, schedule, warmup,
             eval_every, eval_size, seed, device, on_nonfinite, backend;
-            context, init_gain, forget_bias, state, lru_r_min, lru_r_max, lru_max_phase, expand, conv, min_lr, clip, clip_value, weight_decay, probe_every, corpus, vocab_size, tokenizer, beta2);
+            context, init_gain, forget_bias, state, lru_r_min, lru_r_max, lru_max_phase, expand, conv, min_lr, clip, clip_value, weight_decay, probe_every, corpus, vocab_size, tokenizer, beta2, pairs);
         cfg.nesterov |= a.nesterov;
         cfg.tbptt |= a.tbptt;
         cfg.stop_when_solved |= a.stop_when_solved;

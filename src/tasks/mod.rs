@@ -5,11 +5,13 @@
 
 mod adding;
 mod copy;
+mod mqar;
 mod selective_copy;
 mod text;
 
 pub use adding::{AddingTask, AddingVariant};
 pub use copy::CopyTask;
+pub use mqar::MqarTask;
 pub use selective_copy::SelectiveCopyTask;
 pub use text::TextTask;
 

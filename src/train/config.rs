@@ -9,8 +9,11 @@ mod mamba;
 use super::{LrSchedule, OptimizerConfig, ScheduleKind};
 use crate::models::{Family, InitScheme, ModelInput, Nonlinearity, RecurrentBackend, SeqModelConfig};
 use crate::tasks::{
-    AddingTask, AddingVariant, CopyTask, InputKind, SelectiveCopyTask, Task, TaskSpec, TextTask,
+    AddingTask, AddingVariant, CopyTask, InputKind, MqarTask, SelectiveCopyTask, Task, TaskSpec, TextTask,
 };
+
+/// MQAR's key-value pairs when `--pairs` is not given.
+pub const DEFAULT_PAIRS: usize = 4;
 use crate::text::{load_corpus, TextTokenizer};
 use crate::util::candle_message;
 use anyhow::{bail, Context, Result};
@@ -26,6 +29,8 @@ pub enum TaskName {
     /// Selective copying (Mamba §4.1): the symbols sit at random positions among noise.
     #[serde(rename = "selective-copy")]
     SelectiveCopy,
+    /// Multi-query associative recall (Zoology): key-value pairs, then queries of the keys.
+    Mqar,
     /// Language modelling on `--corpus`.
     Text,
 }
@@ -37,8 +42,11 @@ impl std::str::FromStr for TaskName {
             "copy" | "copy-memory" => Ok(TaskName::Copy),
             "adding" => Ok(TaskName::Adding),
             "selective-copy" | "selective_copy" => Ok(TaskName::SelectiveCopy),
+            "mqar" => Ok(TaskName::Mqar),
             "text" | "lm" => Ok(TaskName::Text),
-            other => Err(format!("unknown task '{other}': expected copy, adding, selective-copy or text")),
+            other => {
+                Err(format!("unknown task '{other}': expected copy, adding, selective-copy, mqar or text"))
+            }
         }
     }
 }
@@ -49,6 +57,7 @@ impl std::fmt::Display for TaskName {
             TaskName::Copy => "copy",
             TaskName::Adding => "adding",
             TaskName::SelectiveCopy => "selective-copy",
+            TaskName::Mqar => "mqar",
             TaskName::Text => "text",
         })
     }
@@ -115,6 +124,8 @@ pub struct TrainConfig {
     pub corpus: Option<PathBuf>,
     /// Text task: train a byte-level BPE tokenizer of this many tokens (default: characters).
     pub vocab_size: Option<usize>,
+    /// MQAR: key-value pairs per sequence (default [`DEFAULT_PAIRS`]).
+    pub pairs: Option<usize>,
     /// Text task: an existing tokenizer.json (Hugging Face format) or chars.json.
     pub tokenizer: Option<PathBuf>,
     /// Text task, recurrent models: stateful truncated BPTT over consecutive windows, the hidden
@@ -186,6 +197,7 @@ impl Default for TrainConfig {
             adding_variant: AddingVariant::Standard,
             corpus: None,
             vocab_size: None,
+            pairs: None,
             tokenizer: None,
             tbptt: false,
             model: Family::Lstm,
@@ -279,6 +291,9 @@ impl TrainConfig {
                 }
             }
         }
+        if self.pairs.is_some() && self.task != TaskName::Mqar {
+            bail!("--pairs applies to --task mqar only (got --task {})", self.task);
+        }
         if self.task == TaskName::Text && self.corpus.is_none() {
             bail!("--task text needs --corpus FILE (`gradscope data tinyshakespeare` fetches one)");
         }
@@ -342,6 +357,11 @@ impl TrainConfig {
                 output_size: self.alphabet,
                 steps: self.task_steps(),
             },
+            TaskName::Mqar => TaskSpec {
+                input: InputKind::Tokens { vocab: self.alphabet },
+                output_size: self.alphabet - self.alphabet / 2,
+                steps: self.task_steps(),
+            },
             TaskName::Text => {
                 let vocab = self.vocab_size.unwrap_or(256);
                 TaskSpec { input: InputKind::Tokens { vocab }, output_size: vocab, steps: self.task_steps() }
@@ -371,6 +391,7 @@ impl TrainConfig {
                 gb(m.eval_set),
                 match self.task {
                     TaskName::Copy | TaskName::SelectiveCopy => ", --copy-len, --alphabet",
+                    TaskName::Mqar => ", --alphabet",
                     TaskName::Text => ", --vocab-size",
                     TaskName::Adding => "",
                 }
@@ -410,7 +431,7 @@ impl TrainConfig {
         match self.task {
             TaskName::Copy => self.seq_len.saturating_add(self.copy_len.saturating_mul(2)),
             TaskName::SelectiveCopy => self.seq_len.saturating_add(self.copy_len),
-            TaskName::Adding | TaskName::Text => self.seq_len,
+            TaskName::Adding | TaskName::Mqar | TaskName::Text => self.seq_len,
         }
     }
 
@@ -421,6 +442,9 @@ impl TrainConfig {
             TaskName::Copy => Box::new(CopyTask::new(self.seq_len, self.copy_len, self.alphabet)?),
             TaskName::SelectiveCopy => {
                 Box::new(SelectiveCopyTask::new(self.seq_len, self.copy_len, self.alphabet)?)
+            }
+            TaskName::Mqar => {
+                Box::new(MqarTask::new(self.seq_len, self.pairs.unwrap_or(DEFAULT_PAIRS), self.alphabet)?)
             }
             TaskName::Adding => Box::new(AddingTask::new(self.seq_len, self.adding_variant)?),
             TaskName::Text => {
