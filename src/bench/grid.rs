@@ -288,6 +288,7 @@ mod tests {
             tokens_per_second: 1.0,
             nonfinite_events: 0,
             stopped: StopReason::TimeBudget,
+            evaluations: Vec::new(),
         }
     }
 

@@ -1,11 +1,13 @@
 //! The benchmark suite: a grid of (task, T, model) training runs with a fixed budget each, and a
 //! report of which models learn dependencies across which distances.
 
+mod extrapolation;
 mod gradients;
 mod grid;
 mod report;
 pub mod speed;
 
+pub use extrapolation::extra_evaluations_section;
 pub use gradients::{probe_longest, GradIndex};
 pub use grid::{compare_trials, LrSearch, LrTrial, LR_CRITERION};
 pub use report::{collect_results, findings, markdown_table, report_text, write_report, ResultRow};
@@ -28,7 +30,13 @@ pub struct SuiteConfig {
     pub adding_lengths: Vec<usize>,
     pub copy_lengths: Vec<usize>,
     pub selective_copy_lengths: Vec<usize>,
+    pub induction_lengths: Vec<usize>,
     pub mqar_lengths: Vec<usize>,
+    pub flip_flop_lengths: Vec<usize>,
+    pub parity_lengths: Vec<usize>,
+    /// Induction and parity runs are also evaluated at these multiples of their training length
+    /// (`extrapolate = [4, 16]`: the extrapolation table).
+    pub extrapolate: Vec<usize>,
     pub models: Vec<Family>,
     /// Settings shared by every run (hidden size, batch, lr, clip, steps, ...).
     pub base: TrainConfig,
@@ -72,9 +80,32 @@ impl std::str::FromStr for LrGridAt {
 }
 
 /// The built-in suites: `quick` (a sub-minute smoke run), `default` (every family, a learning rate
-/// per cell from a grid; ≤ 10 minutes on a 2-core CPU), `literature` (the lengths and sizes of
-/// the papers; hours).
-pub const SUITES: [&str; 3] = ["quick", "default", "literature"];
+/// per cell from a grid; ≤ 10 minutes on a 2-core CPU), `modern` (the tasks of current
+/// long-range papers; ≤ 1 hour), `literature` (the lengths and sizes of the papers; hours).
+pub const SUITES: [&str; 4] = ["quick", "default", "modern", "literature"];
+
+/// A suite with no lengths, to fill in.
+fn no_lengths() -> SuiteConfig {
+    SuiteConfig {
+        name: String::new(),
+        tasks: vec![],
+        adding_lengths: vec![],
+        copy_lengths: vec![],
+        selective_copy_lengths: vec![],
+        induction_lengths: vec![],
+        mqar_lengths: vec![],
+        flip_flop_lengths: vec![],
+        parity_lengths: vec![],
+        extrapolate: vec![],
+        models: vec![],
+        base: TrainConfig::default(),
+        max_seconds: 1.0,
+        lr_grid: vec![],
+        lr_trial_fraction: 0.25,
+        lr_grid_at: LrGridAt::EveryLength,
+        seeds: 1,
+    }
+}
 
 pub fn suite(name: &str) -> Result<SuiteConfig> {
     let base = |hidden: usize, steps: u64, eval_every: u64, eval_size: usize| TrainConfig {
@@ -105,8 +136,6 @@ pub fn suite(name: &str) -> Result<SuiteConfig> {
             tasks: vec![TaskName::Adding, TaskName::Copy],
             adding_lengths: vec![10],
             copy_lengths: vec![5],
-            selective_copy_lengths: vec![],
-            mqar_lengths: vec![],
             models: all,
             base: TrainConfig { batch: 16, ..base(16, 20, 10, 32) },
             max_seconds: 5.0,
@@ -114,6 +143,7 @@ pub fn suite(name: &str) -> Result<SuiteConfig> {
             lr_trial_fraction: 0.25,
             lr_grid_at: LrGridAt::EveryLength,
             seeds: 1,
+            ..no_lengths()
         },
         // Every family at a short and a long length of each task, so the table shows where each
         // stops solving; each cell picks its learning rate from the grid (one shared rate would
@@ -124,23 +154,47 @@ pub fn suite(name: &str) -> Result<SuiteConfig> {
             tasks: vec![TaskName::Adding, TaskName::Copy],
             adding_lengths: vec![50, 200],
             copy_lengths: vec![20, 100],
-            selective_copy_lengths: vec![],
-            mqar_lengths: vec![],
-            models: every_family,
-            base: TrainConfig { copy_len: 3, alphabet: 8, ..base(64, 4000, 50, 256) },
+            models: every_family.clone(),
+            base: TrainConfig { copy_len: 3, alphabet: Some(8), ..base(64, 4000, 50, 256) },
             max_seconds: 25.0,
             lr_grid: vec![3e-4, 1e-3, 3e-3, 1e-2],
             lr_trial_fraction: 0.2,
             lr_grid_at: LrGridAt::ShortestLength,
             seeds: 1,
+            ..no_lengths()
+        },
+        // The tasks of current long-range papers at lengths a 2-core CPU finishes in an hour, every
+        // family at two blocks (the Mamba paper's induction setting), a rate per cell from the
+        // grid; induction and parity are also evaluated at 4× and 16× their training length.
+        "modern" => SuiteConfig {
+            name: name.into(),
+            tasks: vec![
+                TaskName::SelectiveCopy,
+                TaskName::Induction,
+                TaskName::Mqar,
+                TaskName::FlipFlop,
+                TaskName::Parity,
+            ],
+            selective_copy_lengths: vec![50],
+            induction_lengths: vec![64],
+            mqar_lengths: vec![64],
+            flip_flop_lengths: vec![128],
+            parity_lengths: vec![40],
+            extrapolate: vec![4, 16],
+            models: every_family.clone(),
+            base: TrainConfig { copy_len: 4, layers: 2, ..base(64, 4000, 50, 256) },
+            max_seconds: 55.0,
+            lr_grid: vec![3e-4, 1e-3, 3e-3, 1e-2],
+            lr_trial_fraction: 0.15,
+            lr_grid_at: LrGridAt::EveryLength,
+            seeds: 1,
+            ..no_lengths()
         },
         "literature" => SuiteConfig {
             name: name.into(),
             tasks: vec![TaskName::Adding, TaskName::Copy],
             adding_lengths: vec![100, 200, 400, 750, 1000],
             copy_lengths: vec![100, 200, 300, 500, 1000],
-            selective_copy_lengths: vec![],
-            mqar_lengths: vec![],
             models: all,
             base: TrainConfig { forget_bias: None, ..base(128, 10_000, 100, 512) },
             max_seconds: 3600.0,
@@ -148,6 +202,7 @@ pub fn suite(name: &str) -> Result<SuiteConfig> {
             lr_trial_fraction: 0.25,
             lr_grid_at: LrGridAt::EveryLength,
             seeds: 1,
+            ..no_lengths()
         },
         other => bail!("unknown suite '{other}': expected one of {}", SUITES.join(", ")),
     })
@@ -159,21 +214,27 @@ impl SuiteConfig {
         toml::from_str(&text).with_context(|| format!("parsing suite {}", path.display()))
     }
 
+    /// The lengths T the suite runs `task` at (none for text: `gradscope train --task text`).
+    fn lengths(&self, task: TaskName) -> &[usize] {
+        match task {
+            TaskName::Adding => &self.adding_lengths,
+            TaskName::Copy => &self.copy_lengths,
+            TaskName::SelectiveCopy => &self.selective_copy_lengths,
+            TaskName::Induction => &self.induction_lengths,
+            TaskName::Mqar => &self.mqar_lengths,
+            TaskName::FlipFlop => &self.flip_flop_lengths,
+            TaskName::Parity => &self.parity_lengths,
+            TaskName::Text => &[],
+        }
+    }
+
     /// With `lr-grid-at = "shortest-length"`, the run whose chosen rate a longer run reuses: the
     /// same task and model at the task's shortest length (None for that run itself).
     pub fn lr_reference(&self, cfg: &TrainConfig) -> Option<String> {
         if self.lr_grid_at != LrGridAt::ShortestLength {
             return None;
         }
-        let shortest = *match cfg.task {
-            TaskName::Adding => &self.adding_lengths,
-            TaskName::Copy => &self.copy_lengths,
-            TaskName::SelectiveCopy => &self.selective_copy_lengths,
-            TaskName::Mqar => &self.mqar_lengths,
-            TaskName::Text => return None,
-        }
-        .iter()
-        .min()?;
+        let shortest = *self.lengths(cfg.task).iter().min()?;
         (cfg.seq_len > shortest).then(|| format!("{}-T{shortest}-{}", cfg.task, cfg.model))
     }
 
@@ -181,16 +242,8 @@ impl SuiteConfig {
     pub fn runs(&self) -> Vec<(String, TrainConfig)> {
         let mut out = Vec::new();
         for &task in &self.tasks {
-            let lengths = match task {
-                TaskName::Adding => &self.adding_lengths,
-                TaskName::Copy => &self.copy_lengths,
-                TaskName::SelectiveCopy => &self.selective_copy_lengths,
-                TaskName::Mqar => &self.mqar_lengths,
-                // Language modelling has no length grid; `gradscope train --task text` runs it.
-                TaskName::Text => continue,
-            };
             // Ascending, so a length's learning rate can come from the shortest one (lr-grid-at).
-            let mut lengths = lengths.clone();
+            let mut lengths = self.lengths(task).to_vec();
             lengths.sort_unstable();
             lengths.dedup();
             for t in lengths {
@@ -207,6 +260,9 @@ impl SuiteConfig {
                     }
                     if model == Family::Rnn {
                         cfg.nonlinearity = Nonlinearity::Tanh;
+                    }
+                    if matches!(task, TaskName::Induction | TaskName::Parity) {
+                        cfg.eval_lengths = self.extrapolate.iter().map(|k| k * t).collect();
                     }
                     out.push((format!("{task}-T{t}-{model}"), cfg));
                 }
@@ -227,6 +283,9 @@ impl SuiteConfig {
         }
         if self.seeds == 0 {
             bail!("--seeds must be at least 1");
+        }
+        if self.extrapolate.contains(&0) {
+            bail!("extrapolate: every factor must be ≥ 1 (got 0)");
         }
         if !self.lr_grid.is_empty() && self.base.schedule != crate::train::ScheduleKind::Constant {
             bail!("--lr-grid needs a constant learning-rate schedule: a trial would decay over its own share of the steps");

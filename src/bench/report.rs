@@ -122,6 +122,10 @@ pub fn report_text(rows: &[ResultRow], grads: &GradIndex) -> String {
     for f in findings(rows) {
         s.push_str(&format!("- {f}\n"));
     }
+    let extra = super::extra_evaluations_section(rows);
+    if !extra.is_empty() {
+        s.push_str(&format!("\n{extra}"));
+    }
     s
 }
 
@@ -284,6 +288,10 @@ pub fn write_report(rows: &[ResultRow], out: &Path) -> Result<()> {
     md.push_str("\n## Findings\n\n");
     for f in findings(rows) {
         md.push_str(&format!("- {f}\n"));
+    }
+    let extra = super::extra_evaluations_section(rows);
+    if !extra.is_empty() {
+        md.push_str(&format!("\n## Other lengths and distributions\n\n{extra}"));
     }
     md.push_str(&lr_section(rows)?);
     let mut tasks: Vec<String> = rows.iter().map(|r| r.summary.task.clone()).collect();

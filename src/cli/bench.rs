@@ -9,14 +9,16 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Built-in suite: quick | default | literature. [default: default]
+    /// Built-in suite: quick | default | modern | literature. [default: default]
     #[arg(long, conflicts_with = "config")]
     pub suite: Option<String>,
     /// The sub-minute smoke suite (same as --suite quick).
     #[arg(long, conflicts_with_all = ["suite", "config"])]
     pub quick: bool,
-    /// A suite as TOML (keys: tasks, adding-lengths, copy-lengths, selective-copy-lengths, mqar-lengths, models, max-seconds, lr-grid,
-    /// lr-trial-fraction, lr-grid-at, seeds, [base]); keys left out take the default suite's values.
+    /// A suite as TOML (keys: tasks, adding-lengths, copy-lengths, selective-copy-lengths,
+    /// induction-lengths, mqar-lengths, flip-flop-lengths, parity-lengths, extrapolate, models,
+    /// max-seconds, lr-grid, lr-trial-fraction, lr-grid-at, seeds, [base]); keys left out take
+    /// the default suite's values.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Report directory. [default: runs/bench-<suite>]
@@ -25,7 +27,8 @@ pub struct BenchArgs {
     /// Run only part i of n of the grid (0 ≤ i < n), e.g. --shard $SLURM_ARRAY_TASK_ID/8.
     #[arg(long, value_name = "i/n")]
     pub shard: Option<Shard>,
-    /// Tasks to run, comma-separated (copy, adding, selective-copy, mqar).
+    /// Tasks to run, comma-separated (copy, adding, selective-copy, induction, mqar, flip-flop,
+    /// parity).
     #[arg(long, value_delimiter = ',')]
     pub tasks: Option<Vec<TaskName>>,
     /// Adding-problem lengths, comma-separated.
@@ -37,9 +40,22 @@ pub struct BenchArgs {
     /// Selective-copy lengths, comma-separated (with --tasks selective-copy).
     #[arg(long, value_delimiter = ',')]
     pub selective_copy_lengths: Option<Vec<usize>>,
+    /// Induction-heads lengths, comma-separated (with --tasks induction).
+    #[arg(long, value_delimiter = ',')]
+    pub induction_lengths: Option<Vec<usize>>,
     /// MQAR lengths, comma-separated (with --tasks mqar).
     #[arg(long, value_delimiter = ',')]
     pub mqar_lengths: Option<Vec<usize>>,
+    /// Flip-flop lengths (tokens, even), comma-separated (with --tasks flip-flop).
+    #[arg(long, value_delimiter = ',')]
+    pub flip_flop_lengths: Option<Vec<usize>>,
+    /// Parity training lengths, comma-separated (with --tasks parity).
+    #[arg(long, value_delimiter = ',')]
+    pub parity_lengths: Option<Vec<usize>>,
+    /// Also evaluate induction and parity runs at these multiples of their training length,
+    /// comma-separated (e.g. 4,16); "none" for no extrapolation.
+    #[arg(long, value_name = "FACTORS")]
+    pub extrapolate: Option<Factors>,
     /// Models, comma-separated (rnn, lstm, gru, mingru, minlstm, lru, mamba, gpt).
     #[arg(long, value_delimiter = ',')]
     pub models: Option<Vec<Family>>,
@@ -98,8 +114,18 @@ impl BenchArgs {
         if let Some(v) = &self.selective_copy_lengths {
             s.selective_copy_lengths = v.clone();
         }
-        if let Some(v) = &self.mqar_lengths {
-            s.mqar_lengths = v.clone();
+        for (given, lengths) in [
+            (&self.induction_lengths, &mut s.induction_lengths),
+            (&self.mqar_lengths, &mut s.mqar_lengths),
+            (&self.flip_flop_lengths, &mut s.flip_flop_lengths),
+            (&self.parity_lengths, &mut s.parity_lengths),
+        ] {
+            if let Some(v) = given {
+                *lengths = v.clone();
+            }
+        }
+        if let Some(Factors(v)) = &self.extrapolate {
+            s.extrapolate = v.clone();
         }
         if let Some(v) = &self.models {
             s.models = v.clone();
@@ -157,6 +183,27 @@ impl std::str::FromStr for LrGrid {
             return Err(format!("every rate must be a finite number > 0 (got {r})"));
         }
         Ok(LrGrid(rates))
+    }
+}
+
+/// `--extrapolate`: length multiples separated by commas, or `none`.
+#[derive(Clone, Debug)]
+pub struct Factors(pub Vec<usize>);
+
+impl std::str::FromStr for Factors {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s.trim() == "none" {
+            return Ok(Factors(vec![]));
+        }
+        let factors = s
+            .split(',')
+            .map(|f| match f.trim().parse::<usize>() {
+                Ok(k) if k >= 1 => Ok(k),
+                _ => Err(format!("'{f}' is not a whole number ≥ 1")),
+            })
+            .collect::<std::result::Result<Vec<usize>, String>>()?;
+        Ok(Factors(factors))
     }
 }
 

@@ -28,7 +28,7 @@ pub struct GradArgs {
     /// Sequences whose gradients are measured (the curve is their mean). [default: 32]
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Task: copy | adding | selective-copy | mqar. [default: adding]
+    /// Task: copy | adding | selective-copy | induction | mqar | flip-flop | parity. [default: adding]
     #[arg(long)]
     pub task: Option<TaskName>,
     /// T. [default: 100, or the run's]
@@ -41,6 +41,9 @@ pub struct GradArgs {
     /// MQAR: key-value pairs per sequence. [default: 4]
     #[arg(long)]
     pub pairs: Option<usize>,
+    /// Flip-flop: probability of an ignore instruction. [default: 0.8]
+    #[arg(long)]
+    pub p_ignore: Option<f64>,
     #[arg(long)]
     pub adding_variant: Option<AddingVariant>,
     /// Vanilla RNN nonlinearity: tanh | relu | sigmoid | linear.
@@ -97,7 +100,6 @@ impl GradArgs {
             task,
             seq_len,
             copy_len,
-            alphabet,
             adding_variant,
             nonlinearity,
             hidden,
@@ -107,8 +109,13 @@ impl GradArgs {
             seed,
             device
         );
-        if self.pairs.is_some() {
-            cfg.pairs = self.pairs;
+        for (given, field) in [(self.pairs, &mut cfg.pairs), (self.alphabet, &mut cfg.alphabet)] {
+            if given.is_some() {
+                *field = given;
+            }
+        }
+        if self.p_ignore.is_some() {
+            cfg.p_ignore = self.p_ignore;
         }
         if self.init_gain.is_some() {
             cfg.init_gain = self.init_gain;

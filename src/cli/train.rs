@@ -27,23 +27,33 @@ pub struct TrainArgs {
     #[arg(long, value_name = "SECONDS")]
     pub max_seconds: Option<f64>,
 
-    /// Task: copy | adding | selective-copy | mqar | text. [default: adding]
+    /// Task: copy | adding | selective-copy | induction | mqar | flip-flop | parity | text.
+    /// [default: adding]
     #[arg(long, help_heading = "Task")]
     pub task: Option<TaskName>,
-    /// T: the dependency length (adding: sequence length; copy: the blank gap; selective-copy:
-    /// the noisy stretch the symbols are scattered over). [default: 100]
+    /// T: the dependency length (adding, induction, mqar, parity: sequence length; copy: the
+    /// blank gap; selective-copy: the noisy stretch the symbols are scattered over; flip-flop:
+    /// tokens, even). [default: 100]
     #[arg(long, help_heading = "Task")]
     pub seq_len: Option<usize>,
     /// Copy and selective copy: symbols to remember. [default: 10]
     #[arg(long, help_heading = "Task")]
     pub copy_len: Option<usize>,
     /// Copy and selective copy: data alphabet size (blank/noise and delimiter/marker are added);
-    /// mqar: all tokens (keys from the lower half, values from the upper). [default: 8]
+    /// induction: data symbols (the trigger is added); mqar: all tokens (keys from the lower
+    /// half, values from the upper). [default: 16 for induction, else 8]
     #[arg(long, help_heading = "Task")]
     pub alphabet: Option<usize>,
     /// MQAR: key-value pairs per sequence. [default: 4]
     #[arg(long, help_heading = "Task")]
     pub pairs: Option<usize>,
+    /// Flip-flop: probability of an ignore instruction, in [0, 1]. [default: 0.8]
+    #[arg(long, help_heading = "Task")]
+    pub p_ignore: Option<f64>,
+    /// After training, also evaluate at these lengths T, comma-separated (e.g. 1024,4096): the
+    /// extrapolation table in summary.json. Generated tasks only.
+    #[arg(long, help_heading = "Task", value_delimiter = ',')]
+    pub eval_lengths: Option<Vec<usize>>,
     /// Adding problem: standard (Le et al. 2015) | hochreiter (1997). [default: standard]
     #[arg(long, help_heading = "Task")]
     pub adding_variant: Option<AddingVariant>,
@@ -197,10 +207,10 @@ impl TrainArgs {
         };
         let a = self;
         override_fields!(cfg, a;
-            task, seq_len, copy_len, alphabet, adding_variant, model, nonlinearity, hidden, layers, heads,
+            task, seq_len, copy_len, adding_variant, eval_lengths, model, nonlinearity, hidden, layers, heads,
             dropout, init, batch, steps, optimizer, lr, momentum, schedule, warmup,
             eval_every, eval_size, seed, device, on_nonfinite, backend;
-            context, init_gain, forget_bias, state, lru_r_min, lru_r_max, lru_max_phase, expand, conv, min_lr, clip, clip_value, weight_decay, probe_every, corpus, vocab_size, tokenizer, beta2, pairs);
+            context, init_gain, forget_bias, state, lru_r_min, lru_r_max, lru_max_phase, expand, conv, min_lr, clip, clip_value, weight_decay, probe_every, corpus, vocab_size, tokenizer, beta2, pairs, alphabet, p_ignore);
         cfg.nesterov |= a.nesterov;
         cfg.tbptt |= a.tbptt;
         cfg.stop_when_solved |= a.stop_when_solved;

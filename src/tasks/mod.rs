@@ -5,17 +5,23 @@
 
 mod adding;
 mod copy;
+mod flip_flop;
+mod induction;
 mod mqar;
+mod parity;
 mod selective_copy;
 mod text;
 
 pub use adding::{AddingTask, AddingVariant};
 pub use copy::CopyTask;
+pub use flip_flop::{FlipFlopTask, DEFAULT_P_IGNORE};
+pub use induction::InductionTask;
 pub use mqar::MqarTask;
+pub use parity::ParityTask;
 pub use selective_copy::SelectiveCopyTask;
 pub use text::TextTask;
 
-use candle_core::{Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor, D};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +112,48 @@ pub trait Task: Send + Sync {
     fn save_artifacts(&self, _dir: &std::path::Path) -> anyhow::Result<()> {
         Ok(())
     }
+    /// Other distributions a trained model is also evaluated on, by name (flip-flop's sparse and
+    /// dense tails).
+    fn extra_evaluations(&self) -> Vec<(String, Box<dyn Task>)> {
+        Vec::new()
+    }
+}
+
+/// Marks a step that has no target: no loss, no accuracy there.
+pub(crate) const NO_TARGET: u32 = u32::MAX;
+
+/// For outputs (B, T, C) and targets (B, T) with [`NO_TARGET`] at unscored steps: the
+/// log-probability of each step's target (B, T), the 0/1 mask of scored steps (B, T) f32, and
+/// the targets with unscored steps set to class 0.
+fn scored_steps(outputs: &Tensor, targets: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let mask = targets.ne(NO_TARGET)?; // (B, T) u8
+    let targets = mask.where_cond(targets, &targets.zeros_like()?)?;
+    let log_p = candle_nn::ops::log_softmax(outputs, D::Minus1)?; // (B, T, C)
+    let picked = log_p.gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?.squeeze(D::Minus1)?; // (B, T)
+    Ok((picked, mask.to_dtype(DType::F32)?, targets))
+}
+
+/// Mean cross-entropy over the scored steps of targets (B, T).
+pub(crate) fn scored_cross_entropy(outputs: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let (picked, mask, _) = scored_steps(outputs, targets)?;
+    (picked * &mask)?.sum_all()?.neg()? / mask.sum_all()?.to_scalar::<f32>()? as f64
+}
+
+/// Loss and accuracy over the scored steps of targets (B, T).
+pub(crate) fn scored_metrics(outputs: &Tensor, targets: &Tensor) -> Result<Metrics> {
+    let loss = scored_cross_entropy(outputs, targets)?.to_scalar::<f32>()? as f64;
+    let (_, mask, targets) = scored_steps(outputs, targets)?;
+    let hits = outputs.argmax(D::Minus1)?.eq(&targets)?.to_dtype(DType::F32)?;
+    let accuracy =
+        ((hits * &mask)?.sum_all()?.to_scalar::<f32>()? / mask.sum_all()?.to_scalar::<f32>()?) as f64;
+    Ok(Metrics { loss, accuracy: Some(accuracy), mse: None, bits_per_char: None })
+}
+
+/// Mean cross-entropy at the last step of outputs (B, T, C) against targets (B, T), every
+/// sequence's last step being scored.
+pub(crate) fn last_step_cross_entropy(outputs: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let t = outputs.dim(1)?;
+    sequence_cross_entropy(&outputs.narrow(1, t - 1, 1)?, &targets.narrow(1, t - 1, 1)?)
 }
 
 /// Mean cross-entropy of logits (B, T, C) against class ids (B, T).

@@ -11,8 +11,11 @@
 //! loss at the last step, which `grad` probes against distance, is then a recall. Target at a
 //! query: the value's index in the upper half. Loss and accuracy at the query steps only.
 
-use super::{Batch, InputKind, Metrics, Task, TaskSpec};
-use candle_core::{bail, DType, Device, Result, Tensor, D};
+use super::{
+    last_step_cross_entropy, scored_cross_entropy, scored_metrics, Batch, InputKind, Metrics, Task, TaskSpec,
+    NO_TARGET,
+};
+use candle_core::{bail, Device, Result, Tensor};
 use rand::rngs::StdRng;
 use rand::seq::index::{sample, sample_weighted};
 use rand::seq::SliceRandom;
@@ -20,9 +23,6 @@ use rand::Rng;
 
 /// Zoology's `power_a`: the exponent of the query-distance power law.
 const POWER_A: f64 = 0.01;
-
-/// Marks a step that is not a query: no loss, no accuracy.
-const NOT_A_QUERY: u32 = u32::MAX;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MqarTask {
@@ -58,15 +58,6 @@ impl MqarTask {
     fn values(&self) -> usize {
         self.alphabet - self.alphabet / 2
     }
-
-    /// Log-probabilities of the targets at the query steps and the query mask, each (B, T).
-    fn at_queries(&self, outputs: &Tensor, batch: &Batch) -> Result<(Tensor, Tensor, Tensor)> {
-        let mask = batch.targets.ne(NOT_A_QUERY)?; // (B, T) u8
-        let targets = mask.where_cond(&batch.targets, &batch.targets.zeros_like()?)?;
-        let log_p = candle_nn::ops::log_softmax(outputs, D::Minus1)?; // (B, T, C)
-        let picked = log_p.gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?.squeeze(D::Minus1)?; // (B, T)
-        Ok((picked, mask.to_dtype(DType::F32)?, targets))
-    }
 }
 
 impl Task for MqarTask {
@@ -86,12 +77,12 @@ impl Task for MqarTask {
         }
     }
 
-    /// Inputs (B, T) u32; targets (B, T) u32: the value's index at query steps, else NOT_A_QUERY.
+    /// Inputs (B, T) u32; targets (B, T) u32: the value's index at query steps, else NO_TARGET.
     fn batch(&self, batch: usize, rng: &mut StdRng, device: &Device) -> Result<Batch> {
         let (t, p, keys) = (self.seq_len, self.pairs, self.alphabet / 2);
         let slots = (t - 1 - 2 * p) / 2;
         let mut inputs = vec![0u32; batch * t];
-        let mut targets = vec![NOT_A_QUERY; batch * t];
+        let mut targets = vec![NO_TARGET; batch * t];
         for b in 0..batch {
             let (row, goal) = (&mut inputs[b * t..(b + 1) * t], &mut targets[b * t..(b + 1) * t]);
             for token in row[2 * p..].iter_mut() {
@@ -124,24 +115,16 @@ impl Task for MqarTask {
 
     /// Mean cross-entropy over the query steps.
     fn loss(&self, outputs: &Tensor, batch: &Batch) -> Result<Tensor> {
-        let (picked, mask, _) = self.at_queries(outputs, batch)?;
-        (picked * &mask)?.sum_all()?.neg()? / mask.sum_all()?.to_scalar::<f32>()? as f64
+        scored_cross_entropy(outputs, &batch.targets)
     }
 
     /// The last step's loss: always a query, of a key shown among the pairs.
     fn last_step_loss(&self, outputs: &Tensor, batch: &Batch) -> Result<Tensor> {
-        let (picked, _, _) = self.at_queries(outputs, batch)?;
-        let b = picked.dim(0)?;
-        picked.narrow(1, self.seq_len - 1, 1)?.sum_all()?.neg()? / b as f64
+        last_step_cross_entropy(outputs, &batch.targets)
     }
 
     fn metrics(&self, outputs: &Tensor, batch: &Batch) -> Result<Metrics> {
-        let loss = self.loss(outputs, batch)?.to_scalar::<f32>()? as f64;
-        let (_, mask, targets) = self.at_queries(outputs, batch)?;
-        let hits = outputs.argmax(D::Minus1)?.eq(&targets)?.to_dtype(DType::F32)?;
-        let accuracy =
-            ((hits * &mask)?.sum_all()?.to_scalar::<f32>()? / mask.sum_all()?.to_scalar::<f32>()?) as f64;
-        Ok(Metrics { loss, accuracy: Some(accuracy), mse: None, bits_per_char: None })
+        scored_metrics(outputs, &batch.targets)
     }
 
     /// A uniform guess over the values at each query: ln(alphabet − alphabet/2).
@@ -161,6 +144,7 @@ impl Task for MqarTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
     use rand::SeedableRng;
 
     #[test]
@@ -172,9 +156,9 @@ mod tests {
         for (xi, yi) in x.iter().zip(&y) {
             let pairs: Vec<(u32, u32)> = (0..4).map(|i| (xi[2 * i], xi[2 * i + 1])).collect();
             assert!(pairs.iter().all(|&(k, v)| k < 8 && (8..16).contains(&v)), "{pairs:?}");
-            let queries: Vec<usize> = (0..63).filter(|&q| yi[q] != NOT_A_QUERY).collect();
+            let queries: Vec<usize> = (0..63).filter(|&q| yi[q] != NO_TARGET).collect();
             assert_eq!(queries.len(), 4, "one query per key: {yi:?}");
-            assert_ne!(yi[63], NOT_A_QUERY, "the last step is a query");
+            assert_ne!(yi[63], NO_TARGET, "the last step is a query");
             let mut asked: Vec<u32> = queries.iter().map(|&q| xi[q]).collect();
             for &q in queries.iter().chain([63].iter()) {
                 assert!(
@@ -204,7 +188,7 @@ mod tests {
         let mut logits = vec![0f32; 16 * 32 * 6];
         for (s, row) in y.iter().enumerate() {
             for (q, &c) in row.iter().enumerate() {
-                if c != NOT_A_QUERY {
+                if c != NO_TARGET {
                     logits[(s * 32 + q) * 6 + c as usize] = 30.0;
                 }
             }

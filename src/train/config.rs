@@ -5,63 +5,17 @@
 
 mod lru;
 mod mamba;
+mod task;
+
+pub use task::{TaskName, DEFAULT_PAIRS};
 
 use super::{LrSchedule, OptimizerConfig, ScheduleKind};
 use crate::models::{Family, InitScheme, ModelInput, Nonlinearity, RecurrentBackend, SeqModelConfig};
-use crate::tasks::{
-    AddingTask, AddingVariant, CopyTask, InputKind, MqarTask, SelectiveCopyTask, Task, TaskSpec, TextTask,
-};
-
-/// MQAR's key-value pairs when `--pairs` is not given.
-pub const DEFAULT_PAIRS: usize = 4;
-use crate::text::{load_corpus, TextTokenizer};
+use crate::tasks::{AddingVariant, InputKind, Task, TaskSpec};
 use crate::util::candle_message;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-/// The task to train on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskName {
-    Copy,
-    Adding,
-    /// Selective copying (Mamba §4.1): the symbols sit at random positions among noise.
-    #[serde(rename = "selective-copy")]
-    SelectiveCopy,
-    /// Multi-query associative recall (Zoology): key-value pairs, then queries of the keys.
-    Mqar,
-    /// Language modelling on `--corpus`.
-    Text,
-}
-
-impl std::str::FromStr for TaskName {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "copy" | "copy-memory" => Ok(TaskName::Copy),
-            "adding" => Ok(TaskName::Adding),
-            "selective-copy" | "selective_copy" => Ok(TaskName::SelectiveCopy),
-            "mqar" => Ok(TaskName::Mqar),
-            "text" | "lm" => Ok(TaskName::Text),
-            other => {
-                Err(format!("unknown task '{other}': expected copy, adding, selective-copy, mqar or text"))
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for TaskName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            TaskName::Copy => "copy",
-            TaskName::Adding => "adding",
-            TaskName::SelectiveCopy => "selective-copy",
-            TaskName::Mqar => "mqar",
-            TaskName::Text => "text",
-        })
-    }
-}
 
 /// What training does when the loss or a gradient becomes NaN or ±∞.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -118,7 +72,8 @@ pub struct TrainConfig {
     pub task: TaskName,
     pub seq_len: usize,
     pub copy_len: usize,
-    pub alphabet: usize,
+    /// Token alphabet of the token tasks (default 16 for induction, else 8).
+    pub alphabet: Option<usize>,
     pub adding_variant: AddingVariant,
     /// Text task: the UTF-8 corpus.
     pub corpus: Option<PathBuf>,
@@ -126,6 +81,10 @@ pub struct TrainConfig {
     pub vocab_size: Option<usize>,
     /// MQAR: key-value pairs per sequence (default [`DEFAULT_PAIRS`]).
     pub pairs: Option<usize>,
+    /// Flip-flop: probability of an ignore instruction (default 0.8, the paper's training mix).
+    pub p_ignore: Option<f64>,
+    /// After training, also evaluate at these lengths T (extrapolation).
+    pub eval_lengths: Vec<usize>,
     /// Text task: an existing tokenizer.json (Hugging Face format) or chars.json.
     pub tokenizer: Option<PathBuf>,
     /// Text task, recurrent models: stateful truncated BPTT over consecutive windows, the hidden
@@ -193,11 +152,13 @@ impl Default for TrainConfig {
             task: TaskName::Adding,
             seq_len: 100,
             copy_len: 10,
-            alphabet: 8,
+            alphabet: None,
             adding_variant: AddingVariant::Standard,
             corpus: None,
             vocab_size: None,
             pairs: None,
+            p_ignore: None,
+            eval_lengths: Vec::new(),
             tokenizer: None,
             tbptt: false,
             model: Family::Lstm,
@@ -291,9 +252,7 @@ impl TrainConfig {
                 }
             }
         }
-        if self.pairs.is_some() && self.task != TaskName::Mqar {
-            bail!("--pairs applies to --task mqar only (got --task {})", self.task);
-        }
+        self.validate_task()?;
         if self.task == TaskName::Text && self.corpus.is_none() {
             bail!("--task text needs --corpus FILE (`gradscope data tinyshakespeare` fetches one)");
         }
@@ -340,35 +299,6 @@ impl TrainConfig {
         self.check_memory(&self.model_config_for(self.spec_guess()))
     }
 
-    /// The task's shape without building the task (text: the vocabulary is a guess, 256 or
-    /// --vocab-size).
-    fn spec_guess(&self) -> TaskSpec {
-        match self.task {
-            TaskName::Adding => {
-                TaskSpec { input: InputKind::Real { features: 2 }, output_size: 1, steps: self.task_steps() }
-            }
-            TaskName::Copy => TaskSpec {
-                input: InputKind::Tokens { vocab: self.alphabet.saturating_add(2) },
-                output_size: self.alphabet.saturating_add(1),
-                steps: self.task_steps(),
-            },
-            TaskName::SelectiveCopy => TaskSpec {
-                input: InputKind::Tokens { vocab: self.alphabet.saturating_add(2) },
-                output_size: self.alphabet,
-                steps: self.task_steps(),
-            },
-            TaskName::Mqar => TaskSpec {
-                input: InputKind::Tokens { vocab: self.alphabet },
-                output_size: self.alphabet - self.alphabet / 2,
-                steps: self.task_steps(),
-            },
-            TaskName::Text => {
-                let vocab = self.vocab_size.unwrap_or(256);
-                TaskSpec { input: InputKind::Tokens { vocab }, output_size: vocab, steps: self.task_steps() }
-            }
-        }
-    }
-
     /// Refuses a run whose estimated memory exceeds the machine's, naming the flags that size it.
     pub fn check_memory(&self, model: &SeqModelConfig) -> Result<()> {
         let m = self.memory_estimate(model);
@@ -389,12 +319,7 @@ impl TrainConfig {
                 gb(m.parameters),
                 self.eval_size,
                 gb(m.eval_set),
-                match self.task {
-                    TaskName::Copy | TaskName::SelectiveCopy => ", --copy-len, --alphabet",
-                    TaskName::Mqar => ", --alphabet",
-                    TaskName::Text => ", --vocab-size",
-                    TaskName::Adding => "",
-                }
+                self.task.sizing_flags()
             );
         }
         Ok(())
@@ -425,53 +350,6 @@ impl TrainConfig {
         }
     }
 
-    /// Steps per sequence the model sees, without building the task (saturating: absurd
-    /// lengths are refused by the memory check, not wrapped around).
-    pub fn task_steps(&self) -> usize {
-        match self.task {
-            TaskName::Copy => self.seq_len.saturating_add(self.copy_len.saturating_mul(2)),
-            TaskName::SelectiveCopy => self.seq_len.saturating_add(self.copy_len),
-            TaskName::Adding | TaskName::Mqar | TaskName::Text => self.seq_len,
-        }
-    }
-
-    /// The task; for text, the tokenizer comes from `run_dir` when it holds one (a resumed or
-    /// probed run), else from `--tokenizer`, else it is built from the corpus.
-    pub fn build_task_in(&self, run_dir: Option<&Path>) -> Result<Box<dyn Task>> {
-        Ok(match self.task {
-            TaskName::Copy => Box::new(CopyTask::new(self.seq_len, self.copy_len, self.alphabet)?),
-            TaskName::SelectiveCopy => {
-                Box::new(SelectiveCopyTask::new(self.seq_len, self.copy_len, self.alphabet)?)
-            }
-            TaskName::Mqar => {
-                Box::new(MqarTask::new(self.seq_len, self.pairs.unwrap_or(DEFAULT_PAIRS), self.alphabet)?)
-            }
-            TaskName::Adding => Box::new(AddingTask::new(self.seq_len, self.adding_variant)?),
-            TaskName::Text => {
-                let path = self.corpus.as_ref().context("--task text needs --corpus FILE")?;
-                let text = load_corpus(path)?;
-                let saved = match run_dir {
-                    Some(d) => TextTokenizer::load_saved(d)?,
-                    None => None,
-                };
-                let tokenizer = match (saved, &self.tokenizer, self.vocab_size) {
-                    (Some(t), _, _) => t,
-                    (None, Some(file), _) => TextTokenizer::load(file)?,
-                    (None, None, Some(n)) => TextTokenizer::train_bpe(&text, n)?,
-                    (None, None, None) => TextTokenizer::char_level(&text),
-                };
-                Box::new(
-                    TextTask::new(&text, tokenizer, self.seq_len)
-                        .with_context(|| format!("corpus {}", path.display()))?,
-                )
-            }
-        })
-    }
-
-    pub fn build_task(&self) -> Result<Box<dyn Task>> {
-        self.build_task_in(None)
-    }
-
     /// The model for `task`, sized from the task's input and output.
     pub fn model_config(&self, task: &dyn Task) -> SeqModelConfig {
         self.model_config_for(task.spec())
@@ -493,7 +371,7 @@ impl TrainConfig {
             hidden: self.hidden,
             layers: self.layers,
             heads: self.heads,
-            context: self.context.unwrap_or(spec.steps),
+            context: self.context.unwrap_or(spec.steps.max(self.longest_eval_steps())),
             dropout: self.dropout,
             init: self.init,
             init_gain: self.init_gain,

@@ -16,6 +16,6 @@ pub use clip::{clip_grad_norm, clip_grad_value, global_grad_norm};
 pub use config::{OnNonFinite, TaskName, TrainConfig};
 pub use gradients::probe_gradients;
 pub use optim::{Optimizer, OptimizerConfig};
-pub use run_dir::{MetricsRecord, RunDir, StopReason, Summary};
+pub use run_dir::{ExtraEvaluation, MetricsRecord, RunDir, StopReason, Summary};
 pub use schedule::{LrSchedule, ScheduleKind};
 pub use trainer::{derive_seed, eval_set, evaluate, train, Interrupted, RunOptions, EVAL_SEED};

@@ -90,6 +90,25 @@ pub struct Summary {
     pub nonfinite_events: u64,
     /// Why training ended.
     pub stopped: StopReason,
+    /// The trained model on other lengths (--eval-lengths) and distributions (flip-flop's tails).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evaluations: Vec<ExtraEvaluation>,
+}
+
+/// The final model evaluated on a held-out set other than the training distribution's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExtraEvaluation {
+    /// `T=1024`, or the distribution's name (`sparse p_i=0.98`).
+    pub name: String,
+    pub seq_len: usize,
+    /// Null when the loss was not finite.
+    #[serde(deserialize_with = "crate::util::nullable::f64")]
+    pub eval_loss: f64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub eval_accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub eval_mse: Option<f64>,
+    pub solved: bool,
 }
 
 /// Why a training run ended; written in `summary.json` as `completed`, `solved` or `time-budget`.

@@ -13,7 +13,7 @@ mod step;
 
 use super::config::TrainConfig;
 use super::nonfinite::first_nonfinite_parameter;
-use super::run_dir::{MetricsRecord, RunDir, StopReason, Summary, PROBE, SUMMARY};
+use super::run_dir::{ExtraEvaluation, MetricsRecord, RunDir, StopReason, Summary, PROBE, SUMMARY};
 use super::{LrSchedule, Optimizer};
 use crate::models::{parameter_count, ForwardOptions, SeqModel, SeqModelConfig};
 use crate::probe::{measure, LossKind, ProbeRecord};
@@ -271,6 +271,32 @@ impl Trainer<'_> {
         Ok(())
     }
 
+    /// The final model at every --eval-lengths length and on the task's other distributions.
+    fn extra_evaluations(&self) -> Result<Vec<ExtraEvaluation>> {
+        let mut tasks = self.task.extra_evaluations();
+        for &t in &self.cfg.eval_lengths {
+            tasks.push((format!("T={t}"), self.cfg.at_length(t).build_task()?));
+        }
+        let steps = self.task.spec().steps;
+        tasks
+            .into_iter()
+            .map(|(name, task)| {
+                // As many tokens per batch as in training, so attention at 16× the length fits.
+                let batch = (self.cfg.batch * steps / task.spec().steps).clamp(1, self.cfg.batch);
+                let set = eval_set(task.as_ref(), self.cfg.eval_size, batch, &self.device)?;
+                let m = evaluate(&self.model, task.as_ref(), &set)?;
+                Ok(ExtraEvaluation {
+                    name,
+                    seq_len: task.seq_len(),
+                    eval_loss: m.loss,
+                    eval_accuracy: m.accuracy,
+                    eval_mse: m.mse,
+                    solved: task.solved(&m),
+                })
+            })
+            .collect()
+    }
+
     /// Writes `summary.json` (last: its presence means the run finished).
     fn finish(self, stopped: StopReason) -> Result<Summary> {
         let metrics = match self.last {
@@ -300,6 +326,7 @@ impl Trainer<'_> {
             wall_seconds: self.elapsed_before + self.started.elapsed().as_secs_f64(),
             tokens_per_second: self.tokens_per_second(),
             stopped,
+            evaluations: self.extra_evaluations()?,
         };
         self.dir.write_json(SUMMARY, &summary)?;
         Ok(summary)
