@@ -118,6 +118,13 @@ pub mod nullable {
     pub fn vec_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
         Ok(Vec::<Option<f64>>::deserialize(d)?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
     }
+
+    pub fn named_f64s<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, f64)>, D::Error> {
+        Ok(Vec::<(String, Option<f64>)>::deserialize(d)?
+            .into_iter()
+            .map(|(name, v)| (name, v.unwrap_or(f64::NAN)))
+            .collect())
+    }
 }
 
 /// What a run may plan to use, in bytes: the machine's physical memory (`MemTotal` of

@@ -166,3 +166,47 @@ fn saturation_statistics_see_saturated_and_healthy_units() {
     // σ(2 + small) ≈ 0.88.
     assert!((forget - 0.88).abs() < 0.05, "mean forget gate {forget}");
 }
+
+/// The gradient at each sequence's dependency: on copy every sequence's answer (the last symbol)
+/// sits at the same step, so it is the curve at that distance; on induction each sequence's
+/// lag is where its value was, and the loss over every step has no single dependency.
+#[test]
+fn the_gradient_at_the_dependency_is_read_where_each_answer_was_input() {
+    let copy = TrainConfig {
+        task: TaskName::Copy,
+        seq_len: 12,
+        copy_len: 3,
+        model: Family::Gru,
+        hidden: 8,
+        ..TrainConfig::default()
+    };
+    let p = probe(copy, LossKind::Last);
+    let c = &p.curves[0];
+    let at = c.at_dependency.as_ref().expect("copy records its dependency");
+    let lag = c.distance.len() - 1 - 2; // the last symbol is input at step copy_len − 1 = 2
+    assert!(at.lag.iter().all(|&l| l == lag), "{:?}", at.lag);
+    assert!(
+        (at.mean_norm - c.mean[lag]).abs() <= 1e-12 * c.mean[lag].max(1e-30),
+        "{} vs {}",
+        at.mean_norm,
+        c.mean[lag]
+    );
+
+    let induction = TrainConfig {
+        task: TaskName::Induction,
+        seq_len: 30,
+        model: Family::Lstm,
+        hidden: 8,
+        ..TrainConfig::default()
+    };
+    let p = probe(induction.clone(), LossKind::Last);
+    let at = p.curves[0].at_dependency.as_ref().expect("induction records its dependency");
+    assert_eq!(at.lag.len(), 8);
+    assert!(at.lag.iter().all(|&l| (1..=28).contains(&l)), "{:?}", at.lag);
+    assert!(at.lag.iter().any(|&l| l != at.lag[0]), "lags differ per sequence: {:?}", at.lag);
+    assert!(at.norm.iter().all(|n| n.is_finite() && *n > 0.0), "{:?}", at.norm);
+    let p = probe(induction, LossKind::Task);
+    assert!(p.curves[0].at_dependency.is_none());
+    let parity = TrainConfig { task: TaskName::Parity, seq_len: 10, hidden: 8, ..TrainConfig::default() };
+    assert!(probe(parity, LossKind::Last).curves[0].at_dependency.is_none(), "parity depends on every step");
+}

@@ -251,3 +251,20 @@ fn bench_reports_other_lengths_and_distributions() {
     assert!(report.contains("| model | T | at T | T=12 |"), "{report}");
     assert!(report.contains("| model | T | at T | sparse p_i=0.98 | dense p_i=0.1 |"), "{report}");
 }
+
+/// Every preset in data/presets is a valid configuration (text presets name a corpus that
+/// `gradscope data tinyshakespeare` fetches; only their settings are checked here).
+#[test]
+fn every_preset_is_a_valid_config() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/presets");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let cfg = gradscope::train::TrainConfig::from_toml_file(&path).unwrap();
+            cfg.validate().unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked} presets");
+}

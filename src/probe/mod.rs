@@ -60,6 +60,41 @@ pub struct Curve {
     #[serde(deserialize_with = "crate::util::nullable::vec_f64")]
     pub q90: Vec<f64>,
     pub metrics: DecayMetrics,
+    /// The gradient where each sequence's answer was input (loss at the last step, tasks that
+    /// record it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_dependency: Option<AtDependency>,
+}
+
+/// ‖∂L_b/∂state_{b,t*_b}‖ at each sequence's dependency t*_b ([`Batch::dependency`]): the
+/// gradient at the lag that matters, where a curve over d from the end mixes sequences whose
+/// answer lies at different lags.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AtDependency {
+    /// Per sequence, the lag d* = t_loss − t* and the norm there.
+    pub lag: Vec<usize>,
+    #[serde(deserialize_with = "crate::util::nullable::vec_f64")]
+    pub norm: Vec<f64>,
+    pub mean_lag: f64,
+    #[serde(deserialize_with = "crate::util::nullable::f64")]
+    pub mean_norm: f64,
+}
+
+impl AtDependency {
+    fn new(norms: &[Vec<f64>], dependency: &[usize], t_loss: usize) -> Option<Self> {
+        if dependency.len() != norms.len() || dependency.iter().any(|&t| t > t_loss) {
+            return None;
+        }
+        let norm: Vec<f64> = norms.iter().zip(dependency).map(|(row, &t)| row[t]).collect();
+        let lag: Vec<usize> = dependency.iter().map(|&t| t_loss - t).collect();
+        let n = norm.len().max(1) as f64;
+        Some(AtDependency {
+            mean_lag: lag.iter().sum::<usize>() as f64 / n,
+            mean_norm: norm.iter().sum::<f64>() / n,
+            lag,
+            norm,
+        })
+    }
 }
 
 impl Curve {
@@ -74,7 +109,8 @@ pub struct Probe {
     pub model: String,
     pub loss: LossKind,
     pub curves: Vec<Curve>,
-    /// ‖∂L/∂θ‖ of every parameter, by name.
+    /// ‖∂L/∂θ‖ of every parameter, by name (null in JSON where not finite).
+    #[serde(deserialize_with = "crate::util::nullable::named_f64s")]
     pub parameter_norms: Vec<(String, f64)>,
     /// The (summed) loss the gradients belong to.
     #[serde(deserialize_with = "crate::util::nullable::f64")]
@@ -97,13 +133,15 @@ fn per_sequence_norms(g: &Tensor) -> Result<Vec<Vec<f64>>> {
     n.to_vec2::<f64>()
 }
 
-/// Turns one (B, T, H) gradient into a curve over d = t_loss − t for t ≤ t_loss.
+/// Turns one (B, T, H) gradient into a curve over d = t_loss − t for t ≤ t_loss, and the
+/// gradient at each sequence's `dependency` step when given.
 pub fn curve_from_grad(
     model: &str,
     layer: usize,
     state: &str,
     grad: &Tensor,
     t_loss: usize,
+    dependency: Option<&[usize]>,
 ) -> Result<Curve> {
     let norms = per_sequence_norms(grad)?; // [b][t]
     let steps = t_loss + 1;
@@ -121,6 +159,7 @@ pub fn curve_from_grad(
         layer,
         state: state.to_string(),
         distance: (0..steps).collect(),
+        at_dependency: dependency.and_then(|d| AtDependency::new(&norms, d, t_loss)),
         metrics: decay_metrics(&mean),
         mean,
         q10,
@@ -150,13 +189,15 @@ pub fn measure(
     let taps = out.taps.expect("taps were requested");
     let state_grads = taps.grads(&grads)?;
     let t_loss = out.outputs.dim(1)? - 1;
+    // Only the last step's loss has one dependency per sequence.
+    let dependency = batch.dependency.as_deref().filter(|_| loss == LossKind::Last);
     let mut curves = Vec::new();
     for (layer, g) in state_grads.h.iter().enumerate() {
-        curves.push(curve_from_grad(name, layer, model.state_name(), g, t_loss)?);
+        curves.push(curve_from_grad(name, layer, model.state_name(), g, t_loss, dependency)?);
     }
     if let Some(cs) = &state_grads.c {
         for (layer, g) in cs.iter().enumerate() {
-            curves.push(curve_from_grad(name, layer, "c", g, t_loss)?);
+            curves.push(curve_from_grad(name, layer, "c", g, t_loss, dependency)?);
         }
     }
     let mut parameter_norms: Vec<(String, f64)> = varmap
@@ -181,4 +222,41 @@ pub fn measure(
         loss_value: total.to_dtype(DType::F64)?.to_scalar::<f64>()?,
         saturation: model.saturation(&batch.inputs)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A diverged model's probe is written with nulls and read back as NaN (the report reads
+    /// the probes it wrote).
+    #[test]
+    fn non_finite_values_survive_a_json_round_trip() {
+        let at = AtDependency::new(&[vec![1.0, f64::NAN], vec![2.0, 3.0]], &[1, 0], 1).unwrap();
+        assert_eq!((at.lag.clone(), at.mean_lag), (vec![0, 1], 0.5));
+        let curve = Curve {
+            model: "m".into(),
+            layer: 0,
+            state: "h".into(),
+            distance: vec![0, 1],
+            mean: vec![f64::NAN, 1.0],
+            q10: vec![0.0; 2],
+            q50: vec![0.0; 2],
+            q90: vec![0.0; 2],
+            metrics: decay_metrics(&[f64::NAN, 1.0]),
+            at_dependency: Some(at),
+        };
+        let probe = Probe {
+            model: "m".into(),
+            loss: LossKind::Last,
+            curves: vec![curve],
+            parameter_norms: vec![("w".into(), f64::NAN), ("b".into(), 2.0)],
+            loss_value: f64::NAN,
+            saturation: None,
+        };
+        let back: Probe = serde_json::from_str(&serde_json::to_string(&probe).unwrap()).unwrap();
+        assert!(back.parameter_norms[0].1.is_nan() && back.parameter_norms[1].1 == 2.0);
+        assert!(back.curves[0].mean[0].is_nan() && back.loss_value.is_nan());
+        assert!(back.curves[0].at_dependency.as_ref().unwrap().mean_norm.is_nan());
+    }
 }

@@ -35,8 +35,8 @@ fn fmt_opt(v: Option<f64>) -> String {
 /// The metrics table printed by `gradscope grad`.
 pub fn metrics_table(probes: &[Probe]) -> String {
     let mut s = String::from(
-        "| model | layer | state | ‖g‖ at d=0 | ‖g‖ at d=max | e-folding distance | decades lost | memory horizon | trend |\n\
-         |---|---:|---|---:|---:|---:|---:|---:|---|\n",
+        "| model | layer | state | ‖g‖ at d=0 | ‖g‖ at d=max | e-folding distance | decades lost | memory horizon | ‖g‖ at the dependency (mean lag) | trend |\n\
+         |---|---:|---|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for p in probes {
         for c in &p.curves {
@@ -54,7 +54,7 @@ pub fn metrics_table(probes: &[Probe]) -> String {
                 "flat".into()
             };
             s.push_str(&format!(
-                "| {} | {} | {} | {:.3e} | {:.3e} | {} | {:.2} | {} | {} |\n",
+                "| {} | {} | {} | {:.3e} | {:.3e} | {} | {:.2} | {} | {} | {} |\n",
                 c.model,
                 c.layer,
                 c.state,
@@ -63,6 +63,9 @@ pub fn metrics_table(probes: &[Probe]) -> String {
                 fmt_opt(m.e_folding),
                 m.decades,
                 m.horizon.map_or("beyond T".into(), |h| h.to_string()),
+                c.at_dependency
+                    .as_ref()
+                    .map_or("—".into(), |a| format!("{:.3e} ({:.0})", a.mean_norm, a.mean_lag)),
                 trend
             ));
         }

@@ -70,6 +70,7 @@ impl Task for AddingTask {
         let t = self.seq_len;
         let mut inputs = vec![0f32; batch * t * 2];
         let mut targets = Vec::with_capacity(batch);
+        let mut dependency = Vec::with_capacity(batch);
         for b in 0..batch {
             let row = &mut inputs[b * t * 2..(b + 1) * t * 2];
             for step in 0..t {
@@ -91,6 +92,7 @@ impl Task for AddingTask {
             };
             row[2 * first + 1] = 1.0;
             row[2 * second + 1] = 1.0;
+            dependency.push(first.min(second));
             let sum = row[2 * first] + row[2 * second];
             targets.push(match self.variant {
                 AddingVariant::Standard => sum,
@@ -100,6 +102,7 @@ impl Task for AddingTask {
         Ok(Batch {
             inputs: Tensor::from_vec(inputs, (batch, t, 2), device)?,
             targets: Tensor::from_vec(targets, batch, device)?,
+            dependency: Some(dependency),
         })
     }
 

@@ -81,6 +81,8 @@ impl Task for CopyTask {
         Ok(Batch {
             inputs: Tensor::from_vec(inputs, (batch, n), device)?,
             targets: Tensor::from_vec(targets, (batch, n), device)?,
+            // The last step recalls the last symbol.
+            dependency: Some(vec![k - 1; batch]),
         })
     }
 

@@ -86,8 +86,9 @@ impl Task for FlipFlopTask {
         let mut inputs = vec![0u32; batch * n];
         let mut targets = vec![NO_TARGET; batch * n];
         let mut tokens = vec![0u32; t];
+        let mut dependency = Vec::with_capacity(batch);
         for b in 0..batch {
-            let mut memory = 0u32;
+            let (mut memory, mut written_at) = (0u32, 1);
             for pair in 0..t / 2 {
                 let op = match pair {
                     0 => WRITE,
@@ -96,7 +97,7 @@ impl Task for FlipFlopTask {
                 };
                 let bit = if op == READ { memory } else { rng.random_range(0..2) };
                 if op == WRITE {
-                    memory = bit;
+                    (memory, written_at) = (bit, 2 * pair + 1);
                 }
                 tokens[2 * pair] = op;
                 tokens[2 * pair + 1] = BIT0 + bit;
@@ -105,10 +106,13 @@ impl Task for FlipFlopTask {
                 }
             }
             inputs[b * n..(b + 1) * n].copy_from_slice(&tokens[..n]);
+            // The final read recalls the bit of the last write.
+            dependency.push(written_at);
         }
         Ok(Batch {
             inputs: Tensor::from_vec(inputs, (batch, n), device)?,
             targets: Tensor::from_vec(targets, (batch, n), device)?,
+            dependency: Some(dependency),
         })
     }
 

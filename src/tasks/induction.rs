@@ -62,6 +62,7 @@ impl Task for InductionTask {
         let trigger = self.alphabet as u32;
         let mut inputs = vec![0u32; batch * t];
         let mut targets = vec![NO_TARGET; batch * t];
+        let mut dependency = Vec::with_capacity(batch);
         for b in 0..batch {
             let row = &mut inputs[b * t..(b + 1) * t];
             for token in row.iter_mut() {
@@ -71,10 +72,12 @@ impl Task for InductionTask {
             row[p] = trigger;
             row[t - 1] = trigger;
             targets[(b + 1) * t - 1] = row[p + 1];
+            dependency.push(p + 1);
         }
         Ok(Batch {
             inputs: Tensor::from_vec(inputs, (batch, t), device)?,
             targets: Tensor::from_vec(targets, (batch, t), device)?,
+            dependency: Some(dependency),
         })
     }
 

@@ -51,6 +51,10 @@ pub struct Batch {
     pub inputs: Tensor,
     /// Task-specific: (B, T) u32 classes for copy, (B,) f32 values for adding.
     pub targets: Tensor,
+    /// Per sequence, the step whose input the last step's target needs (the farthest back where
+    /// it needs several): `grad` reads ‖∂L/∂h‖ there, at the lag that matters. None where the
+    /// answer depends on every step (parity, text).
+    pub dependency: Option<Vec<usize>>,
 }
 
 impl Batch {

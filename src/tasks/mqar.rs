@@ -83,6 +83,7 @@ impl Task for MqarTask {
         let slots = (t - 1 - 2 * p) / 2;
         let mut inputs = vec![0u32; batch * t];
         let mut targets = vec![NO_TARGET; batch * t];
+        let mut dependency = Vec::with_capacity(batch);
         for b in 0..batch {
             let (row, goal) = (&mut inputs[b * t..(b + 1) * t], &mut targets[b * t..(b + 1) * t]);
             for token in row[2 * p..].iter_mut() {
@@ -106,10 +107,13 @@ impl Task for MqarTask {
             let last = rng.random_range(0..p);
             row[t - 1] = key_ids[last] as u32;
             goal[t - 1] = values[last] as u32;
+            // The last query recalls the value shown right after its key.
+            dependency.push(2 * last + 1);
         }
         Ok(Batch {
             inputs: Tensor::from_vec(inputs, (batch, t), device)?,
             targets: Tensor::from_vec(targets, (batch, t), device)?,
+            dependency: Some(dependency),
         })
     }
 

@@ -56,6 +56,7 @@ impl Task for ParityTask {
         Ok(Batch {
             inputs: Tensor::from_vec(inputs, (batch, t), device)?,
             targets: Tensor::from_vec(targets, (batch, t), device)?,
+            dependency: None,
         })
     }
 

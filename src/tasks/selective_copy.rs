@@ -77,6 +77,7 @@ impl Task for SelectiveCopyTask {
         let noise = self.alphabet as u32;
         let mut inputs = vec![noise; batch * n];
         let mut targets = vec![0u32; batch * k];
+        let mut dependency = Vec::with_capacity(batch);
         for b in 0..batch {
             let row = &mut inputs[b * n..(b + 1) * n];
             let mut positions = sample(rng, t, k).into_vec();
@@ -87,10 +88,13 @@ impl Task for SelectiveCopyTask {
                 targets[b * k + j] = symbol;
             }
             row[t..].fill(noise + 1); // the markers
+                                      // The last marker recalls the last symbol.
+            dependency.push(positions[k - 1]);
         }
         Ok(Batch {
             inputs: Tensor::from_vec(inputs, (batch, n), device)?,
             targets: Tensor::from_vec(targets, (batch, k), device)?,
+            dependency: Some(dependency),
         })
     }
 

@@ -82,6 +82,7 @@ impl TextTask {
             y.extend_from_slice(&source[start + 1..start + t + 1]);
         }
         Ok(Batch {
+            dependency: None,
             inputs: Tensor::from_vec(x, (batch, t), device)?,
             targets: Tensor::from_vec(y, (batch, t), device)?,
         })
@@ -108,6 +109,7 @@ impl TextTask {
             y.extend_from_slice(&self.train[start + 1..start + t + 1]);
         }
         Ok(Batch {
+            dependency: None,
             inputs: Tensor::from_vec(x, (batch, t), device)?,
             targets: Tensor::from_vec(y, (batch, t), device)?,
         })
