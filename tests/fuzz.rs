@@ -249,7 +249,7 @@ fn tiny_cfg() -> TrainConfig {
     TrainConfig {
         task: TaskName::Copy,
         seq_len: 3,
-        copy_len: 2,
+        copy_len: Some(2),
         alphabet: Some(3),
         hidden: 4,
         layers: 2,

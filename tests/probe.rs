@@ -175,7 +175,7 @@ fn the_gradient_at_the_dependency_is_read_where_each_answer_was_input() {
     let copy = TrainConfig {
         task: TaskName::Copy,
         seq_len: 12,
-        copy_len: 3,
+        copy_len: Some(3),
         model: Family::Gru,
         hidden: 8,
         ..TrainConfig::default()

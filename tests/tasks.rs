@@ -268,3 +268,15 @@ fn every_preset_is_a_valid_config() {
     }
     assert!(checked >= 10, "{checked} presets");
 }
+
+/// Defaults follow each task's paper: selective copy recalls 16 symbols, induction draws from
+/// 16, the copy task keeps Arjovsky et al.'s 10 of 8.
+#[test]
+fn task_defaults_follow_their_papers() {
+    use gradscope::train::{TaskName, TrainConfig};
+    let at = |task| TrainConfig { task, seq_len: 50, ..TrainConfig::default() };
+    assert_eq!((at(TaskName::SelectiveCopy).copy_len(), at(TaskName::SelectiveCopy).task_steps()), (16, 66));
+    assert_eq!((at(TaskName::Copy).copy_len(), at(TaskName::Copy).alphabet()), (10, 8));
+    assert_eq!(at(TaskName::Induction).alphabet(), 16);
+    assert_eq!(at(TaskName::FlipFlop).task_steps(), 49, "the last token is predicted, not fed");
+}

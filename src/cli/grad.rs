@@ -96,20 +96,12 @@ impl GradArgs {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { cfg.$f = v; } )* };
         }
-        set!(
-            task,
-            seq_len,
-            copy_len,
-            adding_variant,
-            nonlinearity,
-            hidden,
-            layers,
-            heads,
-            init,
-            seed,
-            device
-        );
-        for (given, field) in [(self.pairs, &mut cfg.pairs), (self.alphabet, &mut cfg.alphabet)] {
+        set!(task, seq_len, adding_variant, nonlinearity, hidden, layers, heads, init, seed, device);
+        for (given, field) in [
+            (self.pairs, &mut cfg.pairs),
+            (self.alphabet, &mut cfg.alphabet),
+            (self.copy_len, &mut cfg.copy_len),
+        ] {
             if given.is_some() {
                 *field = given;
             }

@@ -293,7 +293,7 @@ fn rnn(a: RnnArgs) -> Result<()> {
                         let mut cfg = TrainConfig {
                             task: a.task,
                             seq_len: a.seq_len,
-                            copy_len: a.copy_len,
+                            copy_len: Some(a.copy_len),
                             adding_variant: AddingVariant::Standard,
                             model,
                             nonlinearity: act,

@@ -36,7 +36,7 @@ pub struct TrainArgs {
     /// tokens, even). [default: 100]
     #[arg(long, help_heading = "Task")]
     pub seq_len: Option<usize>,
-    /// Copy and selective copy: symbols to remember. [default: 10]
+    /// Copy and selective copy: symbols to remember. [default: 16 for selective-copy, else 10]
     #[arg(long, help_heading = "Task")]
     pub copy_len: Option<usize>,
     /// Copy and selective copy: data alphabet size (blank/noise and delimiter/marker are added);
@@ -207,10 +207,10 @@ impl TrainArgs {
         };
         let a = self;
         override_fields!(cfg, a;
-            task, seq_len, copy_len, adding_variant, eval_lengths, model, nonlinearity, hidden, layers, heads,
+            task, seq_len, adding_variant, eval_lengths, model, nonlinearity, hidden, layers, heads,
             dropout, init, batch, steps, optimizer, lr, momentum, schedule, warmup,
             eval_every, eval_size, seed, device, on_nonfinite, backend;
-            context, init_gain, forget_bias, state, lru_r_min, lru_r_max, lru_max_phase, expand, conv, min_lr, clip, clip_value, weight_decay, probe_every, corpus, vocab_size, tokenizer, beta2, pairs, alphabet, p_ignore);
+            context, init_gain, forget_bias, state, lru_r_min, lru_r_max, lru_max_phase, expand, conv, min_lr, clip, clip_value, weight_decay, probe_every, corpus, vocab_size, tokenizer, beta2, pairs, alphabet, p_ignore, copy_len);
         cfg.nesterov |= a.nesterov;
         cfg.tbptt |= a.tbptt;
         cfg.stop_when_solved |= a.stop_when_solved;

@@ -115,14 +115,6 @@ impl Task for CopyTask {
     fn baseline(&self) -> f64 {
         self.copy_len as f64 * (self.alphabet as f64).ln() / self.total() as f64
     }
-
-    fn solved(&self, m: &Metrics) -> bool {
-        m.accuracy.is_some_and(|a| a > 0.99)
-    }
-
-    fn headline(&self, m: &Metrics) -> (&'static str, f64) {
-        ("accuracy", m.accuracy.unwrap_or(f64::NAN))
-    }
 }
 
 #[cfg(test)]

@@ -134,15 +134,6 @@ impl Task for FlipFlopTask {
         std::f64::consts::LN_2
     }
 
-    /// Read accuracy above 99 % in distribution (the tails are reported, not required).
-    fn solved(&self, m: &Metrics) -> bool {
-        m.accuracy.is_some_and(|a| a > 0.99)
-    }
-
-    fn headline(&self, m: &Metrics) -> (&'static str, f64) {
-        ("accuracy", m.accuracy.unwrap_or(f64::NAN))
-    }
-
     fn extra_evaluations(&self) -> Vec<(String, Box<dyn Task>)> {
         [("sparse", SPARSE_P_IGNORE), ("dense", DENSE_P_IGNORE)]
             .into_iter()

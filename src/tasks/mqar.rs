@@ -135,14 +135,6 @@ impl Task for MqarTask {
     fn baseline(&self) -> f64 {
         (self.values() as f64).ln()
     }
-
-    fn solved(&self, m: &Metrics) -> bool {
-        m.accuracy.is_some_and(|a| a > 0.99)
-    }
-
-    fn headline(&self, m: &Metrics) -> (&'static str, f64) {
-        ("accuracy", m.accuracy.unwrap_or(f64::NAN))
-    }
 }
 
 #[cfg(test)]

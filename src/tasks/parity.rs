@@ -83,14 +83,6 @@ impl Task for ParityTask {
     fn baseline(&self) -> f64 {
         std::f64::consts::LN_2
     }
-
-    fn solved(&self, m: &Metrics) -> bool {
-        m.accuracy.is_some_and(|a| a > 0.99)
-    }
-
-    fn headline(&self, m: &Metrics) -> (&'static str, f64) {
-        ("accuracy", m.accuracy.unwrap_or(f64::NAN))
-    }
 }
 
 #[cfg(test)]

@@ -71,7 +71,9 @@ fn gb(bytes: f64) -> String {
 pub struct TrainConfig {
     pub task: TaskName,
     pub seq_len: usize,
-    pub copy_len: usize,
+    /// Copy and selective copy: symbols to recall (default 10 for copy, the paper's 16 for
+    /// selective copy).
+    pub copy_len: Option<usize>,
     /// Token alphabet of the token tasks (default 16 for induction, else 8).
     pub alphabet: Option<usize>,
     pub adding_variant: AddingVariant,
@@ -151,7 +153,7 @@ impl Default for TrainConfig {
         Self {
             task: TaskName::Adding,
             seq_len: 100,
-            copy_len: 10,
+            copy_len: None,
             alphabet: None,
             adding_variant: AddingVariant::Standard,
             corpus: None,

@@ -90,6 +90,12 @@ impl TrainConfig {
         self.alphabet.unwrap_or(if self.task == TaskName::Induction { 16 } else { 8 })
     }
 
+    /// Symbols to recall: --copy-len, else 16 for selective copy (the Mamba paper's) and 10 for
+    /// copy (Arjovsky et al.'s).
+    pub fn copy_len(&self) -> usize {
+        self.copy_len.unwrap_or(if self.task == TaskName::SelectiveCopy { 16 } else { 10 })
+    }
+
     /// Flags that belong to one task, given with another, and --eval-lengths.
     pub(super) fn validate_task(&self) -> Result<()> {
         if self.pairs.is_some() && self.task != TaskName::Mqar {
@@ -156,8 +162,8 @@ impl TrainConfig {
     /// lengths are refused by the memory check, not wrapped around).
     pub fn task_steps(&self) -> usize {
         match self.task {
-            TaskName::Copy => self.seq_len.saturating_add(self.copy_len.saturating_mul(2)),
-            TaskName::SelectiveCopy => self.seq_len.saturating_add(self.copy_len),
+            TaskName::Copy => self.seq_len.saturating_add(self.copy_len().saturating_mul(2)),
+            TaskName::SelectiveCopy => self.seq_len.saturating_add(self.copy_len()),
             TaskName::FlipFlop => self.seq_len.saturating_sub(1),
             TaskName::Adding | TaskName::Induction | TaskName::Mqar | TaskName::Parity | TaskName::Text => {
                 self.seq_len
@@ -170,8 +176,8 @@ impl TrainConfig {
     pub fn build_task_in(&self, run_dir: Option<&Path>) -> Result<Box<dyn Task>> {
         let a = self.alphabet();
         Ok(match self.task {
-            TaskName::Copy => Box::new(CopyTask::new(self.seq_len, self.copy_len, a)?),
-            TaskName::SelectiveCopy => Box::new(SelectiveCopyTask::new(self.seq_len, self.copy_len, a)?),
+            TaskName::Copy => Box::new(CopyTask::new(self.seq_len, self.copy_len(), a)?),
+            TaskName::SelectiveCopy => Box::new(SelectiveCopyTask::new(self.seq_len, self.copy_len(), a)?),
             TaskName::Induction => Box::new(InductionTask::new(self.seq_len, a)?),
             TaskName::Mqar => Box::new(MqarTask::new(self.seq_len, self.pairs.unwrap_or(DEFAULT_PAIRS), a)?),
             TaskName::FlipFlop => {
