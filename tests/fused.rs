@@ -214,7 +214,7 @@ fn fused_cells_train_at_one_hundred_thousand_steps_without_a_deep_stack() {
     ] {
         long_sequence_trains(&cfg, t);
     }
-    // The LRU: its recurrence is one op and the rest of its block whole-sequence ops.
+    // The LRU: each block is one op.
     let cfg = gradscope::models::LruConfig {
         num_layers: 2,
         state_size: 4,

@@ -81,7 +81,7 @@ impl CustomOp2 for BlockOp {
         let d = self.dims;
         let x = cpu_slice(s1, l1, "block input")?;
         let params = split(cpu_slice(s2, l2, "block parameters")?, d.c);
-        let sequences = shard_len(d);
+        let sequences = shard_len(d.b);
         let shard = sequences * d.t * d.c;
         let mut out = unfilled(x.len()); // (B, T, C)
         let saved: Vec<Saved> = out
@@ -137,9 +137,9 @@ impl CustomOp2 for BlockOp {
 /// Sequences per shard: the batch is split into one contiguous shard per rayon thread, each
 /// running the whole block on its own core, so that the block is not a chain of per-op parallel
 /// loops whose every fork-join puts the rayon workers to sleep and wakes them (futex, sched_yield).
-fn shard_len(d: Dims) -> usize {
-    let shards = rayon::current_num_threads().clamp(1, d.b.max(1));
-    d.b.div_ceil(shards).max(1)
+pub(super) fn shard_len(batch: usize) -> usize {
+    let shards = rayon::current_num_threads().clamp(1, batch.max(1));
+    batch.div_ceil(shards).max(1)
 }
 
 /// The block's forward pass over one shard of whole sequences, x (b, T, C) into `out`.

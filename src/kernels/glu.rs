@@ -13,7 +13,7 @@ const ROWS_PER_TASK: usize = 64;
 
 simd_fn! {
     /// `y` (H) ← a ⊙ σ(b) for one row `x` = [a | b] (2H).
-    fn forward_row(y: &mut [f32], x: &[f32]) {
+    pub(super) fn forward_row(y: &mut [f32], x: &[f32]) {
         let h = y.len();
         let (a, b) = (&x[..h], &x[h..2 * h]);
         for j in 0..h {
@@ -24,7 +24,7 @@ simd_fn! {
 
 simd_fn! {
     /// `dx` (2H) ← [g ⊙ σ(b) | g ⊙ a ⊙ σ'(b)] for one row.
-    fn backward_row(dx: &mut [f32], x: &[f32], g: &[f32]) {
+    pub(super) fn backward_row(dx: &mut [f32], x: &[f32], g: &[f32]) {
         let h = g.len();
         let (a, b) = (&x[..h], &x[h..2 * h]);
         let (da, db) = dx[..2 * h].split_at_mut(h);

@@ -48,7 +48,7 @@ pub use denormals::flushing as flushes_denormals;
 pub use glu::glu;
 pub use layer_norm::layer_norm;
 pub use linear::{linear, Activation};
-pub use lru::lru_recurrence;
+pub use lru::lru_block;
 pub use mamba::{mamba_mixer, MixerDims};
 pub use op::{fused_layer, fused_layer_with_head, pack_weights, Slot, StateGradSlots};
 

@@ -10,9 +10,8 @@
 //! λ = exp(-exp(ν) + i·exp(θ)),  γ = exp(γ_log)
 //! ```
 //!
-//! The recurrence runs as the fused kernel [`crate::kernels::lru_recurrence`] on the CPU or as a
-//! per-op loop over time (the reference, and the path off the CPU); everything else is candle's
-//! whole-sequence ops on both. The state taps record ∂L/∂s_t, complex channels as [re | im], so a
+//! On the CPU each block is one fused op, [`crate::kernels::lru_block`]; elsewhere, and as the
+//! reference it must equal, the block is candle ops with the recurrence as a loop over time. The state taps record ∂L/∂s_t, complex channels as [re | im], so a
 //! tap's norm is the complex norm. Initialisation as in the paper: |λ| uniform on the ring
 //! [r_min, r_max] (in |λ|², its appendix's density), phase U[0, max_phase], γ = √(1 − |λ|²),
 //! B and C Gaussian with variance 1/(2H) and 1/N, D standard normal.
@@ -23,9 +22,9 @@ use super::norm::LayerNorm;
 use super::stack::{BlockStack, ResidualBlock};
 use super::taps::{LayerTap, StateTaps};
 use super::ForwardOptions;
-use crate::kernels::{self, lru_recurrence, Activation, Slot};
+use crate::kernels::{self, Slot};
 use crate::util::unbind;
-use candle_core::{bail, DType, Device, Module, Result, Tensor, D};
+use candle_core::{bail, Device, Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -161,25 +160,19 @@ impl Block {
         Tensor::cat(&[(&modulus * phase.cos()?)?, (&modulus * phase.sin()?)?], 0)
     }
 
-    /// The same block on the CPU kernels: each map is one fused linear op, whose weights fold in
-    /// γ (into B), the sign of Re(C s) and D (as a diagonal beside C), so that candle runs only the
-    /// GLU's product and the residual on whole (B, T, ·) tensors.
-    fn forward_fused(&self, x: &Tensor, slot: Option<&Slot>) -> Result<Tensor> {
-        let (h, n) = (self.d.dim(0)?, self.nu_log.dim(0)?);
-        let dev = x.device();
-        let z = self.norm.apply(x, true)?; // (B, T, H)
+    /// The same block as one fused CPU op, with γ folded into B, the sign of Re(C s) into C, and
+    /// the GLU's two maps stacked.
+    fn forward_fused(&self, x: &Tensor, slot: Option<&Slot>, residual: bool) -> Result<Tensor> {
         let gamma = self.gamma_log.exp()?.unsqueeze(1)?; // (N, 1)
         let w_v = Tensor::cat(&[self.b_re.broadcast_mul(&gamma)?, self.b_im.broadcast_mul(&gamma)?], 0)?; // (2N, H)
-        let v = kernels::linear(&z, &w_v, &Tensor::zeros(2 * n, DType::F32, dev)?, Activation::Identity)?;
-        let s = lru_recurrence(&v, &self.lambda()?, slot)?; // (B, T, 2N)
-        let diag_d = Tensor::eye(h, DType::F32, dev)?.broadcast_mul(&self.d.unsqueeze(1)?)?; // (H, H)
-        let w_y = Tensor::cat(&[&self.c_re, &self.c_im.neg()?, &diag_d], 1)?; // (H, 2N + H)
-        let sz = Tensor::cat(&[&s, &z], D::Minus1)?; // (B, T, 2N + H)
-        let y = kernels::linear(&sz, &w_y, &Tensor::zeros(h, DType::F32, dev)?, Activation::Gelu)?; // (B, T, H)
+        let w_c = Tensor::cat(&[&self.c_re, &self.c_im.neg()?], 1)?; // (H, 2N)
         let w_glu = Tensor::cat(&[self.out1.weight(), self.out2.weight()], 0)?; // (2H, H)
         let biases = [&self.out1, &self.out2].map(|l| l.bias().cloned().expect("the GLU's maps have biases"));
-        let g = kernels::linear(&y, &w_glu, &Tensor::cat(&biases, 0)?, Activation::Identity)?; // (B, T, 2H)
-        kernels::glu(&g) // (B, T, H)
+        let b_glu = Tensor::cat(&biases, 0)?; // (2H)
+        let lambda = self.lambda()?; // (2N)
+        let norm = &self.norm;
+        let params = [&norm.weight, &norm.bias, &w_v, &lambda, &w_c, &self.d, &w_glu, &b_glu];
+        kernels::lru_block(x, params, norm.eps, residual, slot) // (B, T, H)
     }
 }
 
@@ -192,7 +185,7 @@ impl ResidualBlock for Block {
         fused: bool,
     ) -> Result<Tensor> {
         if fused {
-            return self.forward_fused(x, slot);
+            return self.forward_fused(x, slot, false);
         }
         let z = self.norm.forward(x)?; // (B, T, H)
         let gamma = self.gamma_log.exp()?;
@@ -204,6 +197,19 @@ impl ResidualBlock for Block {
         let y = (s_re.broadcast_matmul(&self.c_re.t()?)? - s_im.broadcast_matmul(&self.c_im.t()?)?)?;
         let y = (y + z.broadcast_mul(&self.d)?)?.gelu_erf()?; // (B, T, H)
         self.out1.forward(&y)? * candle_nn::ops::sigmoid(&self.out2.forward(&y)?)?
+    }
+
+    fn forward_residual(
+        &self,
+        x: &Tensor,
+        tap: Option<&LayerTap>,
+        slot: Option<&Slot>,
+        fused: bool,
+    ) -> Result<Tensor> {
+        match fused {
+            true => self.forward_fused(x, slot, true),
+            false => x + self.forward(x, tap, slot, fused)?,
+        }
     }
 
     fn detached(&self) -> Self {

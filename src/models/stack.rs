@@ -3,7 +3,7 @@
 
 use super::taps::{LayerTap, StateTaps};
 use super::ForwardOptions;
-use crate::kernels::Slot;
+use crate::kernels::{self, Activation, Slot};
 use crate::util::dropout;
 use candle_core::{bail, DType, Module, Result, Tensor};
 use candle_nn::Linear;
@@ -14,6 +14,18 @@ pub(crate) trait ResidualBlock: Sized {
     /// is the zero tensor to add to the state; on the fused path `slot` receives its gradient.
     fn forward(&self, x: &Tensor, tap: Option<&LayerTap>, slot: Option<&Slot>, fused: bool)
         -> Result<Tensor>;
+
+    /// x + block(x); a block whose fused op can add the residual itself saves a (B, T, H) pass and
+    /// a gradient accumulation.
+    fn forward_residual(
+        &self,
+        x: &Tensor,
+        tap: Option<&LayerTap>,
+        slot: Option<&Slot>,
+        fused: bool,
+    ) -> Result<Tensor> {
+        x + self.forward(x, tap, slot, fused)?
+    }
 
     /// The same block with every parameter cut from the graph (see [`ForwardOptions::no_grad`]).
     fn detached(&self) -> Self;
@@ -57,7 +69,11 @@ impl<B: ResidualBlock> BlockStack<B> {
             x = x_in.clone();
             (&self.encoder, &self.blocks)
         };
-        let mut h = encoder.forward(&x)?; // (B, T, H)
+        let mut h = match (fused, encoder.bias()) {
+            // candle's broadcast bias would sum its gradient over (B, T) in a strided reduction.
+            (true, Some(bias)) => kernels::linear(&x, encoder.weight(), bias, Activation::Identity)?,
+            _ => encoder.forward(&x)?,
+        }; // (B, T, H)
         let mut taps = Vec::new();
         for (k, block) in blocks.iter().enumerate() {
             let shape = (b, t, block.tap_width(fused));
@@ -69,13 +85,12 @@ impl<B: ResidualBlock> BlockStack<B> {
                 }
                 (true, false) => (Some(LayerTap::zeros(false, shape, x.dtype(), x.device())?), None),
             };
-            let y = block.forward(&h, tap.as_ref(), slot.as_ref(), fused)?;
-            let y = if opts.train && self.dropout > 0.0 {
-                dropout(&y, self.dropout, opts.dropout_seed.wrapping_add(k as u64))?
+            h = if opts.train && self.dropout > 0.0 {
+                let y = block.forward(&h, tap.as_ref(), slot.as_ref(), fused)?;
+                (&h + dropout(&y, self.dropout, opts.dropout_seed.wrapping_add(k as u64))?)?
             } else {
-                y
+                block.forward_residual(&h, tap.as_ref(), slot.as_ref(), fused)?
             };
-            h = (h + y)?;
             taps.extend(tap);
         }
         Ok((h, opts.record_state_grads.then(|| StateTaps::new(taps))))
