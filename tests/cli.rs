@@ -677,6 +677,29 @@ fn nonfinite_values_stop_skip_or_roll_back_and_never_reach_a_checkpoint() {
     assert!(lr.iter().all(|&v| v < 0.2 * 0.25 + 1e-12), "{lr:?}");
 }
 
+/// `skip` names the first few skipped steps, counts the rest, and ends a run whose every step
+/// stays non-finite as diverged (summary written, exit 0) instead of spending its budget.
+#[test]
+fn skipping_stops_a_run_that_stays_nonfinite() {
+    let dir = tempdir("nonfinite-diverged");
+    let out = dir.join("run");
+    let mut args: Vec<&str> = EXPLODING.iter().map(|a| if *a == "30" { "400" } else { a }).collect();
+    args.extend(["--on-nonfinite", "skip", "--out", out.to_str().unwrap()]);
+    let o = gradscope(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.matches("update skipped").count(), 10, "{err}");
+    assert!(err.contains("further skipped steps are only counted"), "{err}");
+    assert!(
+        err.contains("100 steps in a row were not finite (the last: step 100); stopped as diverged"),
+        "{err}"
+    );
+    let summary = json(&out.join("summary.json"));
+    assert_eq!(summary["stopped"], "diverged");
+    assert_eq!(summary["nonfinite_events"], 100);
+    assert_eq!(summary["steps"], 101);
+}
+
 /// When probing, the report also says where in time the value stopped being finite.
 #[test]
 fn a_probed_nonfinite_step_names_the_timestep() {

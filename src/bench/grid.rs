@@ -187,7 +187,8 @@ impl CellRun<'_> {
         copy_dir(best, dest, &[SUMMARY])?;
         crate::util::write_atomic(&dest.join(LR_SEARCH), serde_json::to_string_pretty(&search)?.as_bytes())?;
         let cfg = TrainConfig { lr: *lr, ..self.cfg.clone() };
-        if matches!(summary.stopped, StopReason::Solved) || summary.steps >= cfg.steps {
+        if matches!(summary.stopped, StopReason::Solved | StopReason::Diverged) || summary.steps >= cfg.steps
+        {
             let bytes = std::fs::read(best.join(SUMMARY))
                 .with_context(|| format!("reading {}", best.join(SUMMARY).display()))?;
             crate::util::write_atomic(&dest.join(SUMMARY), &bytes)?;

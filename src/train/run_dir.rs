@@ -111,7 +111,8 @@ pub struct ExtraEvaluation {
     pub solved: bool,
 }
 
-/// Why a training run ended; written in `summary.json` as `completed`, `solved` or `time-budget`.
+/// Why a training run ended; written in `summary.json` as `completed`, `solved`, `time-budget` or
+/// `diverged`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StopReason {
@@ -121,6 +122,9 @@ pub enum StopReason {
     Solved,
     /// `--max-seconds` ran out.
     TimeBudget,
+    /// Under `--on-nonfinite skip`, so many steps in a row were non-finite that the run could not
+    /// recover (see `MAX_SKIPS_IN_A_ROW`); the parameters are those of the last finite update.
+    Diverged,
 }
 
 pub struct RunDir {

@@ -11,7 +11,7 @@ mod setup;
 mod state;
 mod step;
 
-use super::config::TrainConfig;
+use super::config::{OnNonFinite, TrainConfig};
 use super::nonfinite::first_nonfinite_parameter;
 use super::run_dir::{ExtraEvaluation, MetricsRecord, RunDir, StopReason, Summary, PROBE, SUMMARY};
 use super::{LrSchedule, Optimizer};
@@ -29,6 +29,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// `--on-nonfinite skip` stops a run as diverged after this many non-finite steps in a row: by
+/// then its every batch fails, and skipping would spend the rest of the budget on nothing.
+pub const MAX_SKIPS_IN_A_ROW: u64 = 100;
 
 /// The held-out set's seed is fixed, independent of `--seed`: every model sees the same sequences.
 pub const EVAL_SEED: u64 = 0xE7A1_5E75;
@@ -140,6 +144,8 @@ struct Trainer<'a> {
     started: Instant,
     window: Window,
     last: Option<Metrics>,
+    /// Non-finite steps skipped since the last finite one.
+    skipped_in_a_row: u64,
 }
 
 /// The training loss and gradient norm of the steps since the last metrics line.
@@ -173,13 +179,30 @@ impl Trainer<'_> {
             self.record_probe(0)?;
         }
         while self.step < self.cfg.steps {
-            let Some((loss, norm)) = self.train_step()? else {
-                continue; // a non-finite step was skipped or rolled back
-            };
-            if self.cfg.probe_every.is_some_and(|n| self.step.is_multiple_of(n)) {
-                self.record_probe(self.step)?;
+            match self.train_step()? {
+                Some((loss, norm)) => {
+                    self.skipped_in_a_row = 0;
+                    if self.cfg.probe_every.is_some_and(|n| self.step.is_multiple_of(n)) {
+                        self.record_probe(self.step)?;
+                    }
+                    self.window.add(loss, norm);
+                }
+                // Rolled back: the restored step was evaluated before.
+                None if self.cfg.on_nonfinite == OnNonFinite::Rollback => continue,
+                None if self.skipped_in_a_row >= MAX_SKIPS_IN_A_ROW => {
+                    note(
+                        &self.bar,
+                        format!(
+                            "{MAX_SKIPS_IN_A_ROW} steps in a row were not finite (the last: step {}); stopped as diverged",
+                            self.step - 1
+                        ),
+                    );
+                    self.bar.finish();
+                    return Ok(StopReason::Diverged);
+                }
+                // Skipped: the time budget and Ctrl-C still apply.
+                None => {}
             }
-            self.window.add(loss, norm);
             if let Some(stop) = self.maybe_evaluate()? {
                 return Ok(stop);
             }

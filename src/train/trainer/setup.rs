@@ -92,6 +92,7 @@ impl<'a> Trainer<'a> {
             started: Instant::now(),
             window: Window::default(),
             last: None,
+            skipped_in_a_row: 0,
         })
     }
 }

@@ -13,6 +13,8 @@ use rand::SeedableRng;
 
 /// `--on-nonfinite rollback` gives up after this many events.
 const MAX_ROLLBACKS: u64 = 20;
+/// `--on-nonfinite skip` names each skipped step of a run of non-finite ones up to this many.
+const NOTED_SKIPS: u64 = 10;
 
 impl Trainer<'_> {
     /// Runs step `self.step` and advances. Returns its training loss and gradient norm (before
@@ -86,7 +88,15 @@ impl Trainer<'_> {
                 self.last_good
             ),
             OnNonFinite::Skip => {
-                note(&self.bar, format!("step {step}: {what}; update skipped"));
+                self.skipped_in_a_row += 1;
+                match self.skipped_in_a_row {
+                    ..=NOTED_SKIPS => note(&self.bar, format!("step {step}: {what}; update skipped")),
+                    n if n == NOTED_SKIPS + 1 => note(
+                        &self.bar,
+                        format!("step {step}: not finite either; further skipped steps are only counted (nonfinite_events in summary.json)"),
+                    ),
+                    _ => {}
+                }
                 self.step += 1;
             }
             OnNonFinite::Rollback => {
