@@ -698,6 +698,12 @@ fn skipping_stops_a_run_that_stays_nonfinite() {
     assert_eq!(summary["stopped"], "diverged");
     assert_eq!(summary["nonfinite_events"], 100);
     assert_eq!(summary["steps"], 101);
+    // Its metrics are all NaN: the report says it diverged and draws no curve for it.
+    let report = dir.join("report");
+    let o = gradscope(&["report", "--out", report.to_str().unwrap(), out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(md.contains("no (diverged)") && md.contains("No curve for adding"), "{md}");
 }
 
 /// When probing, the report also says where in time the value stopped being finite.

@@ -6,7 +6,7 @@ use super::gradients::{grad_figure, longest_lengths, GradIndex};
 use super::grid::{LrSearch, LR_SEARCH};
 use crate::plot::{line_chart, LineChart, Series};
 use crate::probe::DecayMetrics;
-use crate::train::run_dir::{RunDir, Summary, SUMMARY};
+use crate::train::run_dir::{RunDir, StopReason, Summary, SUMMARY};
 use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -152,7 +152,8 @@ pub fn markdown_table(rows: &[ResultRow], grads: &GradIndex) -> String {
             "accuracy" => format!("loss {:.4}", m.baseline),
             _ => format!("{:.4}", m.baseline),
         };
-        let solved = match (n, cell.solved()) {
+        let diverged = cell.runs.iter().filter(|r| r.summary.stopped == StopReason::Diverged).count();
+        let mut solved = match (n, cell.solved()) {
             (1, s) => {
                 if s {
                     "yes".to_string()
@@ -162,6 +163,9 @@ pub fn markdown_table(rows: &[ResultRow], grads: &GradIndex) -> String {
             }
             (_, s) => format!("{} ({}/{n})", if s { "yes" } else { "no" }, cell.solved_count()),
         };
+        if diverged > 0 {
+            solved.push_str(&if n == 1 { " (diverged)".into() } else { format!(", {diverged} diverged") });
+        }
         let (efold, decades) = match grads.get(m) {
             Some((a, b)) => {
                 let e = |d: &Option<DecayMetrics>| d.as_ref().map_or("—".into(), efold_text);
@@ -298,7 +302,14 @@ pub fn write_report(rows: &[ResultRow], out: &Path) -> Result<()> {
     tasks.dedup();
     md.push_str("\n## Learning curves\n\n");
     for task in &tasks {
-        let chart = learning_curves(rows, task)?;
+        let mut chart = learning_curves(rows, task)?;
+        // A diverged run's metrics are all NaN: it has no curve, and the table says so.
+        let drawable = |y: f64| y.is_finite() && (!chart.log_y || y > 0.0);
+        chart.series.retain(|s| s.y.iter().any(|&y| drawable(y)));
+        if chart.series.is_empty() {
+            md.push_str(&format!("No curve for {task}: every run's held-out metric is non-finite.\n\n"));
+            continue;
+        }
         let stem = out.join(format!("curves-{task}"));
         line_chart(&chart, &stem)?;
         md.push_str(&format!("![{task}](curves-{task}.png)\n\n"));
