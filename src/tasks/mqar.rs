@@ -9,7 +9,8 @@
 //! power law of Zoology's `multiquery_ar` (its `power_a`), so most queries come soon after the
 //! pairs and a few far. Unlike Zoology, the last step is one more query, of a random key: the
 //! loss at the last step, which `grad` probes against distance, is then a recall. Target at a
-//! query: the value's index in the upper half. Loss and accuracy at the query steps only.
+//! query: the value's index in the upper half. Loss and accuracy at the query steps only. The
+//! random tokens come from the whole alphabet, keys included, as Zoology's `random_non_queries`.
 
 use super::{
     last_step_cross_entropy, scored_cross_entropy, scored_metrics, Batch, InputKind, Metrics, Task, TaskSpec,
