@@ -13,6 +13,7 @@
 pub mod catalogue;
 pub mod depth;
 pub mod experiments;
+mod figures;
 pub mod mlp;
 pub mod recurrent;
 pub mod report;
